@@ -1,0 +1,1 @@
+"""Footfall's collectors: consumer groups on the event stream."""

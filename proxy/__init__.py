@@ -1,0 +1,1 @@
+"""Footfall's proxy package: the reverse proxy, event building, publishing, admin, CLI."""

