@@ -89,6 +89,7 @@ class ProxyMetrics:
         self.in_flight = Gauge(
             "footfall_http_requests_in_flight",
             "Requests being proxied right now.",
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.events_published = Counter(
@@ -110,11 +111,13 @@ class ProxyMetrics:
         self.buffer_depth = Gauge(
             "footfall_event_buffer_depth",
             "Exchanges waiting in the in-memory buffer.",
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.spool_bytes = Gauge(
             "footfall_spool_bytes",
             "Bytes of events waiting in the on-disk spool.",
+            multiprocess_mode="livesum",
             registry=r,
         )
         self.redis_errors = Counter(

@@ -1,0 +1,161 @@
+"""The ``footfall`` command (DESIGN.md 3.1).
+
+    footfall proxy --upstream [HOST=]URL ... [--listen] [--admin-listen] [--redis-url]
+                   [--data-dir] [--config] [--workers N]
+    footfall run   (proxy's flags)       proxy + all collectors in one command
+    footfall demo  (proxy's flags)       a bundled demo site as upstream, plus run
+    footfall collect [analytics|performance|all] [--redis-url] [--admin-listen] ...
+    footfall tail [--from-start] [--count N]
+    footfall check-config FILE
+
+Flags override ``FOOTFALL_*`` environment variables, which override the file.
+Configuration errors exit with status 2 and one line per problem, naming the
+field; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from proxy import settings as settings_mod
+from proxy.settings import ConfigError, Settings
+
+EXIT_CONFIG = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config file (see config/footfall.example.toml)")
+    p.add_argument("--redis-url", metavar="URL", help="Redis URL; default: embedded Redis in the data dir")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./footfall-data)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _proxy_flags(p: argparse.ArgumentParser, upstream_required: bool) -> None:
+    p.add_argument(
+        "--upstream", action="append", metavar="[HOST=]URL",
+        help="route HOST (or *.suffix) to URL; a bare URL is the catch-all; repeatable"
+        + ("" if upstream_required else " (default: the bundled demo site)"),
+    )  # fmt: skip
+    p.add_argument("--listen", metavar="HOST:PORT", help="proxy listener (default 127.0.0.1:8080)")
+    p.add_argument("--admin-listen", metavar="HOST:PORT", help="admin listener (default 127.0.0.1:9108)")
+    p.add_argument("--workers", type=int, metavar="N", help="proxy processes sharing the port (default 1)")
+    p.add_argument(
+        "--tracking", choices=["on", "off"], help="off: forward only, no events (default on)"
+    )
+    _common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="footfall", description="Server-side behavioral tracking proxy.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _proxy_flags(sub.add_parser("proxy", help="run the tracking reverse proxy"), True)
+    _proxy_flags(sub.add_parser("run", help="run the proxy and all collectors"), True)
+    _proxy_flags(sub.add_parser("demo", help="run a demo site behind the proxy, with collectors"), False)
+    collect = sub.add_parser("collect", help="run stream consumers (analytics, performance)")
+    collect.add_argument("which", nargs="?", default="all", choices=["analytics", "performance", "all"])
+    collect.add_argument("--admin-listen", metavar="HOST:PORT", help="API and /metrics (default 127.0.0.1:9109)")
+    _common(collect)
+    tail = sub.add_parser("tail", help="print events from the stream as JSON lines")
+    tail.add_argument("--from-start", action="store_true", help="begin at the oldest event in the stream")
+    tail.add_argument("--count", type=int, default=0, metavar="N", help="exit after N events")
+    _common(tail)
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", metavar="FILE")
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "upstreams": getattr(args, "upstream", None),
+        "listen": getattr(args, "listen", None),
+        "admin_listen": getattr(args, "admin_listen", None),
+        "workers": getattr(args, "workers", None),
+        "tracking": getattr(args, "tracking", None),
+        "redis.url": args.redis_url,
+        "data_dir": args.data_dir,
+    }
+    return settings_mod.load(args.config, overrides)
+
+
+def _check_collectors(settings: Settings) -> None:
+    from collectors.settings import parse
+
+    errors: list[str] = []
+    parse(settings.collectors, errors)
+    if errors:
+        raise ConfigError(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check-config":
+        try:
+            settings = settings_mod.load(args.file, env={})
+            _check_collectors(settings)
+        except ConfigError as exc:
+            _config_error(exc)
+            return EXIT_CONFIG
+        print(f"{args.file}: ok ({len(settings.upstreams)} upstreams)")
+        return 0
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        settings = load_settings(args)
+        if args.command in ("run", "demo", "collect"):
+            _check_collectors(settings)
+    except ConfigError as exc:
+        _config_error(exc)
+        return EXIT_CONFIG
+    if args.command in ("proxy", "run") and not settings.upstreams:
+        _config_error(ConfigError(["upstreams: at least one --upstream is required"]))
+        return EXIT_CONFIG
+    if args.command == "tail":
+        from proxy.tail import tail
+
+        return asyncio.run(tail(settings, from_start=args.from_start, count=args.count))
+    if args.command == "collect":
+        return _collect(settings, args)
+    from proxy.runner import Plan, run
+
+    collectors = frozenset() if args.command == "proxy" else frozenset({"analytics", "performance"})
+    return run(settings, Plan(collectors=collectors, demo=args.command == "demo"))
+
+
+def _collect(settings: Settings, args: argparse.Namespace) -> int:
+    from collectors.service import serve
+    from collectors.settings import parse
+    from proxy.runner import install_uvloop, resolve_redis
+
+    listen = settings_mod.parse_address(args.admin_listen or "127.0.0.1:9109", "admin_listen", errors := [])
+    if errors or listen is None:
+        _config_error(ConfigError(errors))
+        return EXIT_CONFIG
+    which = frozenset({"analytics", "performance"}) if args.which == "all" else frozenset({args.which})
+    csettings = parse(settings.collectors, [])
+    install_uvloop()
+    redis_url, embedded = resolve_redis(settings)
+    try:
+        asyncio.run(serve(redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded is not None and not embedded.shared:
+            embedded.stop()
+    return 0
+
+
+def _config_error(exc: ConfigError) -> None:
+    print("footfall: invalid configuration:", file=sys.stderr)
+    for line in exc.errors:
+        print(f"  {line}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

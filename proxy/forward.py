@@ -1,0 +1,308 @@
+"""The hot path: forward one request, stream the response back, hand off a snapshot.
+
+Reads top to bottom: refuse what must not be forwarded, pick the upstream from
+the host map, send the request with the body streaming through, relay status,
+headers and body chunks as they come, set the first-party cookies, then queue an
+:class:`~proxy.event.Exchange` with ``put_nowait`` semantics. Event building,
+enrichment, encoding and Redis I/O happen later in the publisher's flush task.
+Tracking never fails a request: the exchange snapshot is plain data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, WSMsgType, web
+from aiohttp.client_exceptions import ClientConnectorError, ServerTimeoutError
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.event import Exchange
+from proxy.guard import GuardedRequestHandler
+from proxy.headers import (
+    TrustedProxies,
+    client_ip,
+    downstream_response_headers,
+    is_pageview,
+    split_host,
+    traceparent,
+    upstream_request_headers,
+)
+from proxy.identity import CookieIdentity, consent_denied
+from proxy.metrics import ProxyMetrics
+from proxy.settings import Settings
+from proxy.upstreams import UpstreamMap
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+_WS_HANDSHAKE = frozenset(
+    {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+     "sec-websocket-protocol", "sec-websocket-accept"}
+)  # fmt: skip
+
+
+class BodyTooLarge(Exception):
+    """The client's request body passed ``limits.max_body_bytes`` while streaming."""
+
+
+def error_page(status: int, title: str, detail: str) -> web.Response:
+    html = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title>"
+        f"</head><body><h1>{status} {title}</h1><p>{detail}</p></body></html>\n"
+    )
+    return web.Response(status=status, text=html, content_type="text/html")
+
+
+class Forwarder:
+    """The request handler of the proxy listener (aiohttp low-level server)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: ClientSession,
+        metrics: ProxyMetrics,
+        sink: Callable[[Exchange], None] | None,
+    ) -> None:
+        self._session = session
+        self._metrics = metrics
+        self._sink = sink  # None: tracking off, forward only
+        self._upstreams = UpstreamMap(settings.upstreams)
+        self._trusted = TrustedProxies(settings.trusted_proxies)
+        self._limits = settings.limits
+        self._identity_settings = settings.identity
+        self._cookies = (
+            CookieIdentity(settings.identity)
+            if sink is not None and settings.identity.mode == "cookie"
+            else None
+        )
+        self._max_body = settings.limits.max_body_bytes
+
+    def _refuse(self, status: int, title: str, detail: str, reason: str) -> web.Response:
+        self._metrics.refused.labels(reason).inc()
+        return error_page(status, title, detail)
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await self._handle(request)
+        finally:
+            protocol = request.protocol
+            if isinstance(protocol, GuardedRequestHandler):
+                protocol.request_done()
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        ts = time.time()
+        t0 = time.perf_counter()
+        raw_path = request.raw_path
+        # Origin-form only: aiohttp accepts absolute-form ("GET http://x/ HTTP/1.1")
+        # and would report its host as request.host; a reverse proxy must not.
+        if not raw_path.startswith("/"):
+            return self._refuse(400, "Bad Request", "Only origin-form request targets are accepted.", "absolute_uri")
+        headers = request.headers
+        if request.version < (1, 1) and "Transfer-Encoding" in headers:
+            return self._refuse(400, "Bad Request", "Transfer-Encoding is not valid in HTTP/1.0.", "te_http10")
+        site = split_host(headers.get("Host"))
+        upstream = self._upstreams.match(site)
+        if upstream is None:
+            return self._refuse(421, "Misdirected Request", "This host is not served here.", "unknown_host")
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
+
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        peer_ip = peer[0] if peer else None
+        ip, peer_trusted = client_ip(peer_ip, headers, self._trusted)
+        scheme = request.scheme
+        if peer_trusted:
+            scheme = headers.get("X-Forwarded-Proto", scheme).partition(",")[0].strip() or scheme
+        trace_id, trace_header = traceparent(headers.get("traceparent"))
+        up_headers = upstream_request_headers(
+            headers, peer_ip=peer_ip, scheme=scheme, host=headers.get("Host", ""), traceparent=trace_header
+        )
+        url = URL(upstream.url + raw_path, encoded=True)
+
+        if headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request, url, up_headers, ts, t0, site, ip, peer_trusted, scheme, trace_id)
+
+        method = request.method
+        data: Any = None
+        if request.body_exists:
+            data = self._count_body(request) if length is None else request.content
+        status, bytes_out, content_type, upstream_ms, error = 502, 0, None, None, None
+        pageview = False
+        identity = None
+        self._metrics.in_flight.inc()
+        try:
+            t_up = time.perf_counter()
+            try:
+                upstream_response = await self._session.request(
+                    method, url, headers=up_headers, data=data, allow_redirects=False
+                )
+            except BodyTooLarge:
+                response = self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
+                status, error = 413, "body_too_large"
+                return response
+            except (ServerTimeoutError, asyncio.TimeoutError):
+                status, error = 504, "upstream_timeout"
+                return error_page(504, "Gateway Timeout", "The site did not answer in time.")
+            except ClientConnectorError:
+                error = "upstream_connect"
+                return error_page(502, "Bad Gateway", "The site could not be reached.")
+            except ClientError:
+                error = "upstream_error"
+                return error_page(502, "Bad Gateway", "The site sent an invalid response.")
+            upstream_ms = (time.perf_counter() - t_up) * 1000.0
+            async with upstream_response:
+                status = upstream_response.status
+                response = web.StreamResponse(
+                    status=status,
+                    reason=upstream_response.reason,
+                    headers=downstream_response_headers(upstream_response.headers),
+                )
+                content_type = upstream_response.content_type if "Content-Type" in upstream_response.headers else None
+                if self._sink is not None:
+                    pageview = is_pageview(method, headers, status, content_type)
+                    identity = self._identity(headers, ts, pageview, scheme == "https")
+                    if identity is not None:
+                        for cookie in identity.set_cookies:
+                            response.headers.add("Set-Cookie", cookie)
+                try:
+                    await response.prepare(request)
+                    content = upstream_response.content
+                    while chunk := await content.readany():
+                        await response.write(chunk)
+                        bytes_out += len(chunk)
+                    await response.write_eof()
+                except (ConnectionResetError, ConnectionError):
+                    error = "client_disconnect"
+                except ClientError:
+                    # The upstream broke off mid-body: the status is already sent, so
+                    # closing the connection is the only honest signal of truncation.
+                    error = "upstream_body"
+                    request.protocol.force_close()  # type: ignore[union-attr]
+                return response
+        except asyncio.CancelledError:
+            error = "client_disconnect"
+            raise
+        finally:
+            self._metrics.in_flight.dec()
+            if self._sink is not None:
+                self._sink(
+                    Exchange(
+                        ts, method, raw_path, site, scheme, headers, ip, peer_trusted, pageview,
+                        status, bytes_out, content_type, (time.perf_counter() - t0) * 1000.0,
+                        upstream_ms,
+                        identity.visitor if identity else None,
+                        identity.session if identity else None,
+                        identity.new_visitor if identity else False,
+                        identity.new_session if identity else False,
+                        identity.consent if identity else self._consent(headers),
+                        trace_id, error,
+                    )
+                )  # fmt: skip
+
+    def _consent(self, headers: Any) -> str:
+        s = self._identity_settings
+        denied = consent_denied(headers.get("Sec-GPC"), headers.get("DNT"), s)
+        return "denied" if denied else "granted"
+
+    def _identity(self, headers: Any, now: float, pageview: bool, secure: bool) -> Any:
+        if self._cookies is None:
+            return None  # cookieless: resolved in the flush task
+        denied = consent_denied(headers.get("Sec-GPC"), headers.get("DNT"), self._identity_settings)
+        return self._cookies.resolve(headers.get("Cookie"), now=now, pageview=pageview, secure=secure, denied=denied)
+
+    async def _count_body(self, request: web.BaseRequest) -> AsyncIterator[bytes]:
+        """Relay a body of unknown length, refusing it once past the limit."""
+        seen = 0
+        content = request.content
+        while chunk := await content.readany():
+            seen += len(chunk)
+            if seen > self._max_body:
+                raise BodyTooLarge()
+            yield chunk
+
+    async def _websocket(
+        self,
+        request: web.BaseRequest,
+        url: URL,
+        up_headers: CIMultiDict[str],
+        ts: float,
+        t0: float,
+        site: str,
+        ip: str | None,
+        peer_trusted: bool,
+        scheme: str,
+        trace_id: str,
+    ) -> web.StreamResponse:
+        """Relay a WebSocket both ways until either side closes."""
+        protocols = [
+            p.strip() for v in request.headers.getall("Sec-WebSocket-Protocol", ()) for p in v.split(",") if p.strip()
+        ]
+        for name in list(up_headers):
+            if name.lower() in _WS_HANDSHAKE:
+                del up_headers[name]
+        ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")
+        status, error, bytes_out, upstream_ms = 101, None, 0, None
+        t_up = time.perf_counter()
+        try:
+            upstream = await self._session.ws_connect(ws_url, headers=up_headers, protocols=protocols, autoping=False)
+        except ClientError:
+            status, error = 502, "upstream_connect"
+            self._emit_ws(request, ts, t0, site, ip, peer_trusted, scheme, trace_id, status, 0, None, error)
+            return error_page(502, "Bad Gateway", "The site refused the WebSocket.")
+        upstream_ms = (time.perf_counter() - t_up) * 1000.0
+        downstream = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False)
+        await downstream.prepare(request)
+
+        async def pump(src: Any, dst: Any) -> int:
+            n = 0
+            async for msg in src:
+                if msg.type == WSMsgType.TEXT:
+                    n += len(msg.data)
+                    await dst.send_str(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    n += len(msg.data)
+                    await dst.send_bytes(msg.data)
+                elif msg.type == WSMsgType.PING:
+                    await dst.ping(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    await dst.pong(msg.data)
+                else:
+                    break
+            return n
+
+        from proxy.tasks import spawn
+
+        to_up = spawn(pump(downstream, upstream), name="ws-client-to-upstream")
+        to_down = spawn(pump(upstream, downstream), name="ws-upstream-to-client")
+        try:
+            done, _ = await asyncio.wait({to_up, to_down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await upstream.close()
+            await downstream.close()
+            for task in (to_up, to_down):
+                if not task.done():
+                    task.cancel()
+            results = await asyncio.gather(to_up, to_down, return_exceptions=True)
+            bytes_out = results[1] if isinstance(results[1], int) else 0
+            self._emit_ws(request, ts, t0, site, ip, peer_trusted, scheme, trace_id, status, bytes_out, upstream_ms, error)
+        return downstream
+
+    def _emit_ws(self, request: web.BaseRequest, ts: float, t0: float, site: str, ip: str | None,
+                 peer_trusted: bool, scheme: str, trace_id: str, status: int, bytes_out: int,
+                 upstream_ms: float | None, error: str | None) -> None:  # fmt: skip
+        if self._sink is None:
+            return
+        self._sink(
+            Exchange(
+                ts, request.method, request.raw_path, site, scheme, request.headers, ip, peer_trusted,
+                False, status, bytes_out, None, (time.perf_counter() - t0) * 1000.0, upstream_ms,
+                None, None, False, False, self._consent(request.headers), trace_id, error,
+            )
+        )  # fmt: skip

@@ -1,0 +1,238 @@
+"""Process orchestration for ``footfall proxy | run | demo``.
+
+One process (``--workers 1``): proxy, admin listener and, for ``run``/``demo``, the
+collectors share one event loop. ``--workers N``: N proxy processes share the
+listening port (SO_REUSEPORT) and report metrics through prometheus-client's
+multiprocess directory; this parent process owns the embedded Redis, the admin
+listener and the collectors. SIGTERM/SIGINT: stop accepting, finish in-flight
+requests, drain events to Redis or the spool, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from proxy.admin import admin_app, start_admin
+from proxy.embedded import EmbeddedRedis
+from proxy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def resolve_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """The Redis URL to use, starting the embedded Redis when none is configured."""
+    if settings.redis.url:
+        return settings.redis.url, None
+    embedded = EmbeddedRedis(Path(settings.data_dir) / "redis").start()
+    return embedded.url, embedded
+
+
+@dataclass
+class Plan:
+    """What one ``footfall`` invocation runs besides the proxy itself."""
+
+    collectors: frozenset[str] = frozenset()
+    demo: bool = False
+    announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+
+
+def run(settings: Settings, plan: Plan) -> int:
+    """Blocking entry point of the serving commands; returns the exit status."""
+    install_uvloop()
+    needs_redis = settings.tracking or bool(plan.collectors)
+    redis_url, embedded = resolve_redis(settings) if needs_redis else (None, None)
+    try:
+        if settings.workers > 1:
+            return _run_workers(settings, plan, redis_url)
+        asyncio.run(_serve_single(settings, plan, redis_url))
+        return 0
+    finally:
+        if embedded is not None and not embedded.shared:
+            embedded.stop()
+
+
+async def _start_demo_upstream(settings: Settings) -> tuple[Settings, web.AppRunner]:
+    from proxy.demo import DEMO_ROUTES, demo_app
+    from proxy.settings import Upstream
+
+    runner = web.AppRunner(demo_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    upstreams = (*settings.upstreams, Upstream("", f"http://127.0.0.1:{port}"))
+    if any(u.host == "" for u in settings.upstreams):
+        upstreams = settings.upstreams
+    return settings.replace(upstreams=upstreams, routes=settings.routes or DEMO_ROUTES), runner
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | None) -> Any:
+    if not plan.collectors or redis_url is None:
+        return None
+    from collectors.service import CollectorService
+    from collectors.settings import parse
+
+    errors: list[str] = []
+    csettings = parse(settings.collectors, errors)
+    service = CollectorService(
+        redis_url, settings.redis.stream_key, csettings, plan.collectors, consumer=f"run-{os.getpid()}"
+    )
+    await service.start()
+    return service
+
+
+def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) -> None:
+    host = settings.listen.host
+    say = plan.announce
+    say(f"Footfall proxy      http://{host}:{proxy_port}/")
+    for up in settings.upstreams:
+        say(f"  upstream          {up.host or '(any host)'} -> {up.url}")
+    admin = f"http://{settings.admin_listen.host}:{admin_port}"
+    say(f"Metrics             {admin}/metrics")
+    if plan.collectors:
+        say(f"Dashboard           {admin}/dashboard")
+        say(f"Analytics API       {admin}/api/v1/stats?site={host}")
+    say(f"Events              footfall tail --data-dir {settings.data_dir}")
+
+
+async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -> None:
+    from proxy.server import ProxyWorker
+
+    stop = _stop_event()
+    demo_runner = None
+    if plan.demo:
+        settings, demo_runner = await _start_demo_upstream(settings)
+    worker = ProxyWorker(settings, redis_url=redis_url)
+    await worker.start()
+    collectors = await _start_collectors(settings, plan, redis_url)
+    registries: list[CollectorRegistry] = [worker.metrics.registry, REGISTRY]
+    if collectors is not None:
+        registries.append(collectors.registry)
+    app = admin_app(registries, worker.ready)
+    if collectors is not None:
+        collectors.add_routes(app)
+    admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
+    _announce(settings, plan, admin.addresses[0][1], worker.port)
+    try:
+        await stop.wait()
+        log.info("stopping: draining in-flight requests and events")
+    finally:
+        await worker.stop()
+        if collectors is not None:
+            await collectors.stop()
+        await admin.cleanup()
+        if demo_runner is not None:
+            await demo_runner.cleanup()
+
+
+def _worker_main(settings: Settings, redis_url: str | None, index: int, ready: Any) -> None:
+    """Entry point of one worker process (spawned: a fresh interpreter)."""
+    install_uvloop()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        from proxy.server import ProxyWorker
+
+        stop = _stop_event()
+        worker = ProxyWorker(settings, redis_url=redis_url, worker_index=index, reuse_port=True)
+        await worker.start()
+        ready.set()
+        try:
+            await stop.wait()
+        finally:
+            await worker.stop()
+
+    asyncio.run(main())
+
+
+def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
+    metrics_dir = Path(settings.data_dir) / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    # Children are spawned (fresh interpreters) and read this at import time.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    ctx = multiprocessing.get_context("spawn")
+
+    async def main() -> None:
+        from prometheus_client import multiprocess
+
+        nonlocal settings
+        stop = _stop_event()
+        demo_runner = None
+        if plan.demo:
+            settings, demo_runner = await _start_demo_upstream(settings)
+        events = [ctx.Event() for _ in range(settings.workers)]
+        procs = [
+            ctx.Process(target=_worker_main, args=(settings, redis_url, i, events[i]), name=f"footfall-worker-{i}")
+            for i in range(settings.workers)
+        ]
+        for p in procs:
+            p.start()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+        collectors = await _start_collectors(settings, plan, redis_url)
+        registries = [registry] + ([collectors.registry] if collectors is not None else [])
+
+        def ready() -> bool:
+            return all(e.is_set() for e in events) and all(p.is_alive() for p in procs)
+
+        app = admin_app(registries, ready)
+        if collectors is not None:
+            collectors.add_routes(app)
+        admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
+        _announce(settings, plan, admin.addresses[0][1], settings.listen.port)
+        try:
+            while not stop.is_set() and all(p.is_alive() for p in procs):
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                except TimeoutError:
+                    pass
+            if not stop.is_set():
+                log.error("a worker process exited; stopping the others")
+        finally:
+            for p in procs:
+                if p.is_alive() and p.pid is not None:
+                    os.kill(p.pid, signal.SIGTERM)
+            for p in procs:
+                await asyncio.get_running_loop().run_in_executor(None, p.join, 30)
+            if collectors is not None:
+                await collectors.stop()
+            await admin.cleanup()
+            if demo_runner is not None:
+                await demo_runner.cleanup()
+
+    asyncio.run(main())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the footfall command")

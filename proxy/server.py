@@ -1,0 +1,164 @@
+"""One proxy process: upstream pool, forwarder, publisher and listener, with a
+start → serve → stop lifecycle (stop: close the listener, let in-flight requests
+finish, drain the event buffer to Redis or the spool, close the pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
+
+from proxy.cookieless import CookielessSessions, SaltStore
+from proxy.enrich import Enricher
+from proxy.event import EventBuilder, Exchange
+from proxy.forward import Forwarder
+from proxy.guard import GuardedServer
+from proxy.metrics import ProxyMetrics
+from proxy.pipeline import EventPipeline
+from proxy.publisher import Publisher
+from proxy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def upstream_session(settings: Settings) -> ClientSession:
+    """The one pooled client session of a proxy process.
+
+    Bodies are relayed as they are (no decompression), no cookie jar (cookies
+    belong to the browser), no automatic headers the client did not send, and
+    timeouts on connect and on each read rather than on the whole exchange, so a
+    long download is fine while a silent upstream is not.
+    """
+    limits = settings.limits
+    connector = TCPConnector(
+        limit=limits.upstream_pool_size,
+        limit_per_host=0,
+        ttl_dns_cache=60,
+        keepalive_timeout=30,
+    )
+    timeout = ClientTimeout(
+        total=None,
+        connect=limits.upstream_connect_timeout_seconds,
+        sock_read=limits.upstream_read_timeout_seconds,
+    )
+    return ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        cookie_jar=DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        trust_env=False,
+    )
+
+
+class ProxyWorker:
+    """Everything one proxy process runs. ``redis_url`` is ignored when tracking is off."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_url: str | None,
+        worker_index: int = 0,
+        metrics: ProxyMetrics | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.worker_index = worker_index
+        self.metrics = metrics or ProxyMetrics()
+        self.reuse_port = reuse_port
+        self.publisher: Publisher[Exchange] | None = None
+        self._enricher: Enricher | None = None
+        self._redis: aioredis.Redis | None = None
+        self._session: ClientSession | None = None
+        self._server: GuardedServer | None = None
+        self._listener: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._listener is not None
+        port: int = self._listener.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        s = self.settings
+        sink = None
+        if s.tracking:
+            if self.redis_url is None:
+                raise ValueError("tracking needs a Redis URL")
+            self._enricher = Enricher(s.enrichment)
+            cookieless = None
+            if s.identity.mode == "cookieless":
+                self._redis = aioredis.Redis.from_url(self.redis_url, socket_timeout=2.0)
+                prefix = s.redis.stream_prefix
+                cookieless = CookielessSessions(
+                    self._redis, prefix, s.identity, SaltStore(self._redis, prefix)
+                )
+            pipeline = EventPipeline(EventBuilder(s, self._enricher), self.metrics, cookieless)
+            self.publisher = Publisher(
+                redis_url=self.redis_url,
+                stream_key=s.redis.stream_key,
+                maxlen=s.redis.stream_maxlen,
+                settings=s.publisher,
+                spool_dir=Path(s.data_dir) / "spool" / f"worker-{self.worker_index}",
+                metrics=self.metrics,
+                prepare=pipeline.prepare,
+            )
+            await self.publisher.start()
+            sink = self.publisher.submit
+        self._session = upstream_session(s)
+        forwarder = Forwarder(s, self._session, self.metrics, sink)
+        limits = s.limits
+        self._server = GuardedServer(
+            forwarder,
+            header_timeout=limits.header_timeout_seconds,
+            max_header_bytes=limits.max_header_bytes,
+            on_refused=lambda reason: self.metrics.refused.labels(reason).inc(),
+            keepalive_timeout=limits.keepalive_timeout_seconds,
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
+            auto_decompress=False,
+            access_log=None,
+        )
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_server(
+            self._server,
+            s.listen.host,
+            s.listen.port,
+            reuse_port=self.reuse_port or None,
+            backlog=2048,
+        )
+        for sock in self._listener.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        log.info("proxy worker %d listening on %s", self.worker_index, s.listen)
+
+    def ready(self) -> bool:
+        """Serving, with an open upstream pool and a usable stream or spool."""
+        if self._listener is None or not self._listener.is_serving():
+            return False
+        if self._session is None or self._session.closed:
+            return False
+        return self.publisher is None or self.publisher.ready()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let in-flight exchanges finish (up to ``grace`` s), drain events."""
+        if self._listener is not None:
+            self._listener.close()
+        if self._server is not None:
+            await self._server.shutdown(grace)
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self._session is not None:
+            await self._session.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._enricher is not None:
+            self._enricher.close()
+        log.info("proxy worker %d stopped", self.worker_index)
