@@ -41,10 +41,3 @@ async def start_admin(app: web.Application, host: str, port: int) -> web.AppRunn
     await web.TCPSite(runner, host, port).start()
     return runner
 
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The port the admin listener actually bound (useful with port 0)."""
-    server = runner.sites[0]._server  # aiohttp keeps the asyncio.Server here
-    assert server is not None
-    port: int = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    return port

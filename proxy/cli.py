@@ -129,10 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _collect(settings: Settings, args: argparse.Namespace) -> int:
     from collectors.service import serve
+
     from collectors.settings import parse
     from proxy.runner import install_uvloop, resolve_redis
 
-    listen = settings_mod.parse_address(args.admin_listen or "127.0.0.1:9109", "admin_listen", errors := [])
+    errors: list[str] = []
+    listen = settings_mod.parse_address(args.admin_listen or "127.0.0.1:9109", "admin_listen", errors)
     if errors or listen is None:
         _config_error(ConfigError(errors))
         return EXIT_CONFIG

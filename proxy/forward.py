@@ -58,6 +58,15 @@ def error_page(status: int, title: str, detail: str) -> web.Response:
     return web.Response(status=status, text=html, content_type="text/html")
 
 
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Forwarder:
     """The request handler of the proxy listener (aiohttp low-level server)."""
 
@@ -134,6 +143,7 @@ class Forwarder:
         if request.body_exists:
             data = self._count_body(request) if length is None else request.content
         status, bytes_out, content_type, upstream_ms, error = 502, 0, None, None, None
+        response: web.StreamResponse
         pageview = False
         identity = None
         self._metrics.in_flight.inc()
@@ -147,13 +157,16 @@ class Forwarder:
                 response = self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
                 status, error = 413, "body_too_large"
                 return response
-            except (ServerTimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, ServerTimeoutError):
                 status, error = 504, "upstream_timeout"
                 return error_page(504, "Gateway Timeout", "The site did not answer in time.")
             except ClientConnectorError:
                 error = "upstream_connect"
                 return error_page(502, "Bad Gateway", "The site could not be reached.")
-            except ClientError:
+            except ClientError as exc:
+                if _caused_by(exc, BodyTooLarge):  # aiohttp wraps what the body iterator raised
+                    status, error = 413, "body_too_large"
+                    return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
                 error = "upstream_error"
                 return error_page(502, "Bad Gateway", "The site sent an invalid response.")
             upstream_ms = (time.perf_counter() - t_up) * 1000.0
@@ -184,7 +197,8 @@ class Forwarder:
                     # The upstream broke off mid-body: the status is already sent, so
                     # closing the connection is the only honest signal of truncation.
                     error = "upstream_body"
-                    request.protocol.force_close()  # type: ignore[union-attr]
+                    if request.protocol is not None:
+                        request.protocol.force_close()
                 return response
         except asyncio.CancelledError:
             error = "client_disconnect"
@@ -282,7 +296,7 @@ class Forwarder:
         to_up = spawn(pump(downstream, upstream), name="ws-client-to-upstream")
         to_down = spawn(pump(upstream, downstream), name="ws-upstream-to-client")
         try:
-            done, _ = await asyncio.wait({to_up, to_down}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({to_up, to_down}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await upstream.close()
             await downstream.close()
@@ -291,7 +305,9 @@ class Forwarder:
                     task.cancel()
             results = await asyncio.gather(to_up, to_down, return_exceptions=True)
             bytes_out = results[1] if isinstance(results[1], int) else 0
-            self._emit_ws(request, ts, t0, site, ip, peer_trusted, scheme, trace_id, status, bytes_out, upstream_ms, error)
+            self._emit_ws(
+                request, ts, t0, site, ip, peer_trusted, scheme, trace_id, status, bytes_out, upstream_ms, error
+            )
         return downstream
 
     def _emit_ws(self, request: web.BaseRequest, ts: float, t0: float, site: str, ip: str | None,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from proxy.cookieless import CookielessHit, CookielessSessions
 from proxy.event import EventBuilder, Exchange
 from proxy.metrics import ProxyMetrics, status_class
+
+if TYPE_CHECKING:
+    from proxy.cookieless import CookielessSessions
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class EventPipeline:
         todo = [ex for ex in batch if ex.consent == "granted" and ex.client_ip]
         if not todo or self._cookieless is None:
             return
+        from proxy.cookieless import CookielessHit
+
         hits = [
             CookielessHit(ex.ts, ex.site, ex.client_ip or "", ex.headers.get("User-Agent", ""), ex.pageview)
             for ex in todo

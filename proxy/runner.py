@@ -11,6 +11,7 @@ requests, drain events to Redis or the spool, then exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -99,6 +100,7 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     if not plan.collectors or redis_url is None:
         return None
     from collectors.service import CollectorService
+
     from collectors.settings import parse
 
     errors: list[str] = []
@@ -198,7 +200,7 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
         for p in procs:
             p.start()
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+        multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
         collectors = await _start_collectors(settings, plan, redis_url)
         registries = [registry] + ([collectors.registry] if collectors is not None else [])
 
@@ -212,10 +214,8 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
         _announce(settings, plan, admin.addresses[0][1], settings.listen.port)
         try:
             while not stop.is_set() and all(p.is_alive() for p in procs):
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
-                except TimeoutError:
-                    pass
             if not stop.is_set():
                 log.error("a worker process exited; stopping the others")
         finally:

@@ -13,7 +13,6 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 
-from proxy.cookieless import CookielessSessions, SaltStore
 from proxy.enrich import Enricher
 from proxy.event import EventBuilder, Exchange
 from proxy.forward import Forwarder
@@ -79,6 +78,7 @@ class ProxyWorker:
         self._session: ClientSession | None = None
         self._server: GuardedServer | None = None
         self._listener: asyncio.Server | None = None
+        self._stopped = False
 
     @property
     def port(self) -> int:
@@ -95,6 +95,8 @@ class ProxyWorker:
             self._enricher = Enricher(s.enrichment)
             cookieless = None
             if s.identity.mode == "cookieless":
+                from proxy.cookieless import CookielessSessions, SaltStore
+
                 self._redis = aioredis.Redis.from_url(self.redis_url, socket_timeout=2.0)
                 prefix = s.redis.stream_prefix
                 cookieless = CookielessSessions(
@@ -148,7 +150,11 @@ class ProxyWorker:
         return self.publisher is None or self.publisher.ready()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, let in-flight exchanges finish (up to ``grace`` s), drain events."""
+        """Stop accepting, let in-flight exchanges finish (up to ``grace`` s), drain events.
+        Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._listener is not None:
             self._listener.close()
         if self._server is not None:

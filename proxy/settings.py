@@ -93,16 +93,23 @@ class IdentitySettings:
     session_max_seconds: int = 86400
     honor_gpc: bool = True
     honor_dnt: bool = True
+    # Key for the integrity check (keyed BLAKE2b) on the session cookie. Empty: a
+    # checksum only, which catches corruption but not deliberate edits; give every
+    # proxy process the same secret to make the cookie tamper-evident.
+    cookie_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class PrivacySettings:
     anonymize_ip: bool = True
     scrub_emails: bool = True
-    # Parameter names dropped from `query` (case-insensitive substring match).
+    # Parameter names dropped from `query`: matched as words, also glued to a
+    # credential qualifier (key → api_key, apiKey; not monkey); "=name" matches only
+    # the exact name. Full rule in proxy.privacy.
     scrub_params: tuple[str, ...] = (
-        "password", "passwd", "pwd", "token", "secret", "auth", "key", "session",
-        "email", "mail", "phone", "ssn", "card", "cvv", "signature", "sig", "code",
+        "password", "passwd", "pwd", "pass", "token", "secret", "auth", "key", "session",
+        "sessid", "jsessionid", "phpsessid", "sid", "email", "mail", "phone", "ssn",
+        "card", "cvv", "signature", "sig", "otp", "credential", "=code",
     )  # fmt: skip
 
 
@@ -110,7 +117,11 @@ class PrivacySettings:
 class EnrichmentSettings:
     own_domains: tuple[str, ...] = ()
     geoip_database: str | None = None
-    country_headers: tuple[str, ...] = ("CF-IPCountry", "CloudFront-Viewer-Country", "X-Country-Code")
+    country_headers: tuple[str, ...] = (
+        "CF-IPCountry", "CloudFront-Viewer-Country", "X-Country-Code",
+    )  # fmt: skip
+    ua_cache_size: int = 20_000  # distinct User-Agent strings kept parsed (LRU)
+    referrer_cache_size: int = 20_000  # distinct Referer strings and hosts kept classified (LRU)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +215,9 @@ def parse(raw: Mapping[str, Any], errors: list[str]) -> Settings:
         if parser is not None:
             parsed = parser(value, f.name, errors)
         elif f.name == "collectors":
-            parsed = value if isinstance(value, Mapping) else _err(errors, f.name, "must be a table")
+            parsed = value if isinstance(value, Mapping) else None
+            if parsed is None:
+                _err(errors, f.name, "must be a table")
         else:
             parsed = _section(_SECTIONS[f.name], value, f.name, errors)
         if parsed is not None:
@@ -216,16 +229,17 @@ def parse(raw: Mapping[str, Any], errors: list[str]) -> Settings:
 
 def _err(errors: list[str], path: str, message: str) -> None:
     errors.append(f"{path}: {message}")
-    return None
 
 
 def parse_address(value: Any, path: str, errors: list[str]) -> Address | None:
     if not isinstance(value, str):
-        return _err(errors, path, "must be a string HOST:PORT")
+        _err(errors, path, "must be a string HOST:PORT")
+        return None
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return _err(errors, path, f"not HOST:PORT: {value!r}")
+        _err(errors, path, f"not HOST:PORT: {value!r}")
+        return None
     return Address(host, int(port))
 
 
@@ -235,26 +249,29 @@ def parse_upstream(value: Any, path: str, errors: list[str]) -> Upstream | None:
         host, url = str(value.get("host", "")), value.get("url")
     elif isinstance(value, str):
         host, sep, url = value.partition("=")
-        if not sep:
-            host, url = "", value
-        elif "://" in host:  # a bare URL whose query contains '='
+        if not sep or "://" in host:
             host, url = "", value
     else:
-        return _err(errors, path, "must be HOST=URL, URL, or a table with host and url")
+        _err(errors, path, "must be HOST=URL, URL, or a table with host and url")
+        return None
     host = host.strip().lower()
     if host in ("*", "default"):
         host = ""
     if not isinstance(url, str):
-        return _err(errors, f"{path}.url", "missing")
+        _err(errors, f"{path}.url", "missing")
+        return None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return _err(errors, f"{path}.url", f"not an http(s) URL: {url!r}")
+        _err(errors, f"{path}.url", f"not an http(s) URL: {url!r}")
+        return None
     if parts.query or parts.fragment:
-        return _err(errors, f"{path}.url", "must not have a query or fragment")
+        _err(errors, f"{path}.url", "must not have a query or fragment")
+        return None
     if host.startswith("*.") and len(host) > 2:
         pass
     elif host and ("*" in host or "/" in host or ":" in host):
-        return _err(errors, f"{path}.host", f"not a host name or *.suffix pattern: {host!r}")
+        _err(errors, f"{path}.host", f"not a host name or *.suffix pattern: {host!r}")
+        return None
     return Upstream(host, url.rstrip("/"))
 
 
@@ -262,7 +279,8 @@ def _parse_upstreams(value: Any, path: str, errors: list[str]) -> tuple[Upstream
     if isinstance(value, str | Mapping):
         value = [value]
     if not isinstance(value, list):
-        return _err(errors, path, "must be a list")
+        _err(errors, path, "must be a list")
+        return None
     out = []
     for i, item in enumerate(value):
         parsed = parse_upstream(item, f"{path}[{i}]", errors)
@@ -278,7 +296,8 @@ def _parse_networks(value: Any, path: str, errors: list[str]) -> tuple[IPNetwork
     if isinstance(value, str):
         value = value.replace(",", " ").split()
     if not isinstance(value, list):
-        return _err(errors, path, "must be a list of addresses or CIDR networks")
+        _err(errors, path, "must be a list of addresses or CIDR networks")
+        return None
     out = []
     for i, item in enumerate(value):
         try:
@@ -290,7 +309,8 @@ def _parse_networks(value: Any, path: str, errors: list[str]) -> tuple[IPNetwork
 
 def _parse_routes(value: Any, path: str, errors: list[str]) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        return _err(errors, path, "must be a list of path templates")
+        _err(errors, path, "must be a list of path templates")
+        return None
     for i, route in enumerate(value):
         if not route.startswith("/"):
             errors.append(f"{path}[{i}]: must start with '/': {route!r}")
@@ -299,7 +319,8 @@ def _parse_routes(value: Any, path: str, errors: list[str]) -> tuple[str, ...] |
 
 def _parse_data_dir(value: Any, path: str, errors: list[str]) -> Path | None:
     if not isinstance(value, str | os.PathLike) or not str(value):
-        return _err(errors, path, "must be a directory path")
+        _err(errors, path, "must be a directory path")
+        return None
     return Path(value)
 
 
@@ -332,28 +353,37 @@ def _scalar(kind: Any, value: Any, path: str, errors: list[str]) -> Any:
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        return _err(errors, path, f"must be true or false, not {value!r}")
+        _err(errors, path, f"must be true or false, not {value!r}")
+        return None
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-        return _err(errors, path, f"must be an integer, not {value!r}")
+        _err(errors, path, f"must be an integer, not {value!r}")
+        return None
     if kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         try:
-            return float(value) if isinstance(value, str) else _err(errors, path, "must be a number")
+            if isinstance(value, str):
+                return float(value)
         except ValueError:
-            return _err(errors, path, f"must be a number, not {value!r}")
+            pass
+        _err(errors, path, f"must be a number, not {value!r}")
+        return None
     if kind is str:
-        return value if isinstance(value, str) else _err(errors, path, "must be a string")
+        if isinstance(value, str):
+            return value
+        _err(errors, path, "must be a string")
+        return None
     raise TypeError(kind)
 
 
 def _section(cls: type, raw: Any, path: str, errors: list[str]) -> Any:
     if not isinstance(raw, Mapping):
-        return _err(errors, path, "must be a table")
+        _err(errors, path, "must be a table")
+        return None
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in raw:

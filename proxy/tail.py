@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,7 +37,7 @@ async def tail(settings: Settings, *, from_start: bool = False, count: int = 0) 
     out = sys.stdout.buffer
     try:
         while True:
-            reply = await client.xread({key: last}, count=500, block=1000)
+            reply: Any = await client.xread({key: last}, count=500, block=1000)
             for _, entries in reply:
                 for entry_id, fields in entries:
                     last = entry_id

@@ -46,6 +46,6 @@ class UpstreamMap:
             else:
                 found = self._catch_all
         # Only configured hosts are cached unboundedly; others share a bounded budget.
-        if found is not None and found is not self._catch_all or len(self._cache) < 10_000:
+        if (found is not None and found is not self._catch_all) or len(self._cache) < 10_000:
             self._cache[site] = found
         return found

@@ -60,7 +60,9 @@ def test_upstream_headers_drop_hop_by_hop_and_connection_named() -> None:
         ("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "gopher"), ("traceparent", "bogus"),
         ("Cookie", "a=1"), ("Cookie", "b=2"),
     )  # fmt: skip
-    out = upstream_request_headers(incoming, peer_ip="127.0.0.1", scheme="https", host="shop.example", traceparent="00-x")
+    out = upstream_request_headers(
+        incoming, peer_ip="127.0.0.1", scheme="https", host="shop.example", traceparent="00-x"
+    )
     names = {k.lower() for k in out}
     for gone in ("connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
                  "proxy-authorization", "proxy-foo", "x-secret"):  # fmt: skip
