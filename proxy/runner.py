@@ -61,6 +61,9 @@ class Plan:
 def run(settings: Settings, plan: Plan) -> int:
     """Blocking entry point of the serving commands; returns the exit status."""
     install_uvloop()
+    from proxy.server import ensure_cookie_secret
+
+    settings = ensure_cookie_secret(settings)
     needs_redis = settings.tracking or bool(plan.collectors)
     redis_url, embedded = resolve_redis(settings) if needs_redis else (None, None)
     try:

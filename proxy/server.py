@@ -6,7 +6,9 @@ finish, drain the event buffer to Redis or the spool, close the pool).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -23,6 +25,27 @@ from proxy.publisher import Publisher
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def ensure_cookie_secret(settings: Settings) -> Settings:
+    """Give every worker the same cookie-signing secret.
+
+    Configured (``identity.cookie_secret`` / ``FOOTFALL_COOKIE_SECRET``) wins; else
+    one is created once in ``data_dir/cookie_secret`` (mode 0600) and reused, so
+    sessions survive restarts. Hosts sharing a site must configure the same one.
+    """
+    if settings.identity.cookie_secret or not settings.tracking:
+        return settings
+    path = Path(settings.data_dir) / "cookie_secret"
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = os.urandom(32).hex()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+    return settings.replace(identity=dataclasses.replace(settings.identity, cookie_secret=secret))
 
 
 def upstream_session(settings: Settings) -> ClientSession:

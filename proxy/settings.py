@@ -156,6 +156,7 @@ ENV_KEYS: dict[str, str] = {
     "FOOTFALL_TRACKING": "tracking",
     "FOOTFALL_REDIS_URL": "redis.url",
     "FOOTFALL_IDENTITY_MODE": "identity.mode",
+    "FOOTFALL_COOKIE_SECRET": "identity.cookie_secret",
 }
 
 
@@ -311,9 +312,16 @@ def _parse_routes(value: Any, path: str, errors: list[str]) -> tuple[str, ...] |
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         _err(errors, path, "must be a list of path templates")
         return None
+    from proxy.routes import RouteTemplates  # the parser of the template syntax
+
     for i, route in enumerate(value):
         if not route.startswith("/"):
             errors.append(f"{path}[{i}]: must start with '/': {route!r}")
+            continue
+        try:
+            RouteTemplates((route,))
+        except ValueError as exc:
+            errors.append(f"{path}[{i}]: {exc}")
     return tuple(value)
 
 
@@ -435,6 +443,8 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
     for path, value in positive:
         if value <= 0:
             errors.append(f"{path}: must be greater than 0")
+    if len(s.identity.cookie_secret.encode()) > 64:
+        errors.append("identity.cookie_secret: at most 64 bytes")
     if s.identity.mode not in ("cookie", "cookieless"):
         errors.append(f"identity.mode: must be 'cookie' or 'cookieless', not {s.identity.mode!r}")
     for path, name in (("identity.visitor_cookie", s.identity.visitor_cookie),

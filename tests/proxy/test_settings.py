@@ -85,3 +85,21 @@ def test_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "footfall.example.toml"
     s = load(example, env={})
     assert s.upstreams
+
+
+def test_bad_route_template_is_reported_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, 'routes = ["/ok/{id}", "/bad/{x...}/more"]\n'), env={})
+    assert [e for e in info.value.errors if e.startswith("routes[1]: ")], info.value.errors
+
+
+def test_cookie_secret_is_created_once_and_reused(tmp_path: Path) -> None:
+    from proxy.server import ensure_cookie_secret
+
+    s = load(None, {"data_dir": str(tmp_path)}, env={})
+    first = ensure_cookie_secret(s).identity.cookie_secret
+    assert len(first) == 64
+    assert ensure_cookie_secret(s).identity.cookie_secret == first
+    assert (tmp_path / "cookie_secret").stat().st_mode & 0o777 == 0o600
+    configured = load(None, {"data_dir": str(tmp_path)}, env={"FOOTFALL_COOKIE_SECRET": "abc"})
+    assert ensure_cookie_secret(configured).identity.cookie_secret == "abc"
