@@ -58,12 +58,28 @@ class Plan:
     announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
+def warn_orphan_spools(settings: Settings) -> None:
+    """Spools of workers that no longer exist (``--workers`` was lowered) are not
+    replayed by anyone: say so, with the way out."""
+    root = Path(settings.data_dir) / "spool"
+    for path in sorted(root.glob("worker-*")):
+        index = path.name.removeprefix("worker-")
+        if index.isdigit() and int(index) >= settings.workers and any(path.glob("seg-*")):
+            log.warning(
+                "spool %s holds events of a worker that no longer runs; start with --workers %d once "
+                "to replay them",
+                path,
+                int(index) + 1,
+            )
+
+
 def run(settings: Settings, plan: Plan) -> int:
     """Blocking entry point of the serving commands; returns the exit status."""
     install_uvloop()
     from proxy.server import ensure_cookie_secret
 
     settings = ensure_cookie_secret(settings)
+    warn_orphan_spools(settings)
     needs_redis = settings.tracking or bool(plan.collectors)
     redis_url, embedded = resolve_redis(settings) if needs_redis else (None, None)
     try:
