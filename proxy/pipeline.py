@@ -39,6 +39,8 @@ class EventPipeline:
         self._metrics = metrics
         self._cookieless = cookieless
         self._build_errors_logged = 0
+        # Metric children per label tuple: labels() costs microseconds per call.
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any, Any, Any]] = {}
 
     async def prepare(self, batch: list[Exchange]) -> list[bytes]:
         if self._cookieless is not None:
@@ -78,17 +80,32 @@ class EventPipeline:
             ex.new_session = ident.new_session
 
     def _observe(self, event: dict[str, Any]) -> None:
-        m = self._metrics
-        site = m.site_label(event["site"] or "-")
-        route = m.route_label(event["route"] or "-")
-        method = event["method"] if event["method"] in _METHODS else "other"
         status = event["status"]
-        m.request_duration.labels(site, route, method, status_class(status)).observe(
-            event["duration_ms"] / 1000.0
-        )
+        key = (event["site"], event["route"], event["method"], status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._make_children(key)
+        duration, upstream, responses, response_bytes = children
+        duration.observe(event["duration_ms"] / 1000.0)
         if event["upstream_ms"] is not None:
-            m.upstream_duration.labels(site).observe(event["upstream_ms"] / 1000.0)
-        m.responses.labels(site, str(status)).inc()
-        m.response_bytes.labels(site).inc(event["bytes_out"])
+            upstream.observe(event["upstream_ms"] / 1000.0)
+        responses.inc()
+        response_bytes.inc(event["bytes_out"])
         if event["error"]:
-            m.errors.labels(site, event["error"]).inc()
+            self._metrics.errors.labels(self._metrics.site_label(event["site"] or "-"), event["error"]).inc()
+
+    def _make_children(self, key: tuple[str, str, str, int]) -> tuple[Any, Any, Any, Any]:
+        m = self._metrics
+        site_raw, route_raw, method_raw, status = key
+        site = m.site_label(site_raw or "-")
+        route = m.route_label(route_raw or "-")
+        method = method_raw if method_raw in _METHODS else "other"
+        children = (
+            m.request_duration.labels(site, route, method, status_class(status)),
+            m.upstream_duration.labels(site),
+            m.responses.labels(site, str(status)),
+            m.response_bytes.labels(site),
+        )
+        if len(self._children) < 20_000:  # label values are bounded; raw keys may not be
+            self._children[key] = children
+        return children
