@@ -100,7 +100,7 @@ async def test_demo_pageview_shows_in_tail_with_every_field(tmp_path: Path) -> N
         )
         assert tail.returncode == 0, tail.stderr
         event = orjson.loads(tail.stdout.splitlines()[0])
-        assert V1_FIELDS <= event.keys()
+        assert event.keys() >= V1_FIELDS
         assert event["kind"] == "pageview" and event["route"] == "/products/{id}"
         assert await stop(proc) == 0
         assert proc.stdout is not None

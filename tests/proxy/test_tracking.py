@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -15,6 +17,9 @@ V1_FIELDS = {
     "content_type", "duration_ms", "upstream_ms", "visitor", "session", "new_visitor", "new_session",
     "referrer", "utm", "ua", "bot", "bot_name", "channel", "ip", "country", "trace_id", "error", "consent",
 }  # fmt: skip
+SCHEMA = jsonschema.Draft202012Validator(
+    orjson.loads((Path(__file__).resolve().parents[2] / "config" / "event.schema.json").read_bytes())
+)
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
@@ -70,7 +75,8 @@ async def test_pageview_and_asset_events_carry_every_v1_field(
             await resp.read()
     page, asset = await events(redis_client, 2)
     for event in (page, asset):
-        assert V1_FIELDS <= event.keys(), V1_FIELDS - event.keys()
+        assert event.keys() >= V1_FIELDS, V1_FIELDS - event.keys()
+        SCHEMA.validate(event)
         assert event["v"] == 1 and len(event["id"]) == 32 and len(event["trace_id"]) == 32
         assert event["site"] == "127.0.0.1" and event["consent"] == "granted"
         assert event["ip"] == "127.0.0.0"  # anonymised /24
