@@ -129,7 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _collect(settings: Settings, args: argparse.Namespace) -> int:
     from collectors.service import serve
-
     from collectors.settings import parse
     from proxy.runner import install_uvloop, resolve_redis
 

@@ -119,7 +119,6 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     if not plan.collectors or redis_url is None:
         return None
     from collectors.service import CollectorService
-
     from collectors.settings import parse
 
     errors: list[str] = []

@@ -118,7 +118,7 @@ TRANSFER = 96 * MB  # under the default 100 MiB request body limit
 
 
 @pytest.fixture
-async def bulk_upstream(upstream_factory) -> AsyncIterator[str]:
+async def bulk_upstream(upstream_factory) -> str:
     async def download(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         resp.content_length = TRANSFER
@@ -137,7 +137,7 @@ async def bulk_upstream(upstream_factory) -> AsyncIterator[str]:
     app = web.Application(client_max_size=TRANSFER * 2)
     app.router.add_get("/download", download)
     app.router.add_post("/upload", upload)
-    yield await upstream_factory(app)
+    return await upstream_factory(app)
 
 
 async def test_large_bodies_stream_both_ways_in_flat_memory(bulk_upstream: str, tmp_path: Path) -> None:
