@@ -29,7 +29,7 @@ typecheck: venv
 
 check: lint typecheck test
 
-bench: venv               ## the hot-path benchmark (load_tests/README.md)
+bench: venv               ## the hot-path benchmark (load_tests/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python load_tests/bench.py $(BENCH_ARGS)
 
 clean:
