@@ -1,0 +1,1 @@
+"""Marketing analytics: aggregates per site and time bucket in Redis (see ``keys``)."""

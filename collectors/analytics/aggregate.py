@@ -1,0 +1,209 @@
+"""Pure batch aggregation: a batch of events → one compact delta for the apply script.
+
+Events are first folded per (site, minute) into plain counters and sets of
+visitor indices, then expanded to minute/hour/day keys once per distinct key, so
+the per-event cost is a few dict updates. Session-level facts (entry page,
+bounce, duration, exit page, first-touch attribution, goals, funnels) need the
+session's stored state and are left to the script: the delta carries one
+summary per session seen in the batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.analytics.keys import RESOLUTIONS, latency_index
+from collectors.analytics.matcher import Matcher
+from collectors.events import NONE, Event, dimensions, is_error, text
+
+
+@dataclass(slots=True)
+class _Minute:
+    totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    visitors: set[int] = field(default_factory=set)
+    dims: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    dim_visitors: dict[tuple[str, str], set[int]] = field(default_factory=lambda: defaultdict(set))
+    errors: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    latency: dict[tuple[str, str, int], int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass(slots=True)
+class _Session:
+    site: str
+    sid: str | None
+    visitor: int | None
+    first: float = float("inf")
+    last: float = float("-inf")
+    n: int = 0
+    attrs: dict[str, str] = field(default_factory=dict)  # session dims of the first pageview
+    exit: str = NONE
+    fallback: dict[str, str] = field(default_factory=dict)  # channel/campaign w/o pageview
+    goals: list[tuple[float, str]] = field(default_factory=list)
+    steps: list[tuple[float, str, int]] = field(default_factory=list)
+
+
+def _session_attrs(dims: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    attrs = dict(dims)
+    attrs["entry_page"] = attrs.pop("page")
+    return attrs
+
+
+def aggregate(
+    events: list[Event],
+    matcher: Matcher,
+    prefix: str,
+    retention: dict[str, int],
+    session_ttl: int,
+) -> dict[str, Any]:
+    """Fold ``events`` into the payload of :data:`collectors.analytics.store.APPLY_LUA`.
+
+    Bots only count as ``bot`` in the site totals. Visitor ids are sent once
+    (``vids``) and referenced by 1-based index.
+    """
+    vindex: dict[str, int] = {}
+    minutes: dict[tuple[str, int], _Minute] = defaultdict(_Minute)
+    sessions: dict[tuple[str, str | None, int | None], _Session] = {}
+    live: dict[str, dict[int, float]] = defaultdict(dict)
+    for e in events:
+        site, ts = e["site"], float(e["ts"])
+        m = minutes[(site, int(ts // 60))]
+        if e.get("bot"):
+            m.totals["bot"] += 1
+            continue
+        v = e.get("visitor")
+        vi = None
+        if isinstance(v, str) and v:
+            vi = vindex.setdefault(v, len(vindex) + 1)
+            seen = live[site]
+            if seen.get(vi, 0.0) < ts:
+                seen[vi] = ts
+        pageview = e.get("kind") == "pageview"
+        path = text(e.get("path"))
+        goals = matcher.goals(path, pageview, e.get("method"), e.get("status"))
+        sid = e.get("session")
+        if not pageview:
+            m.totals["req"] += 1
+            if is_error(e):
+                m.totals["err"] += 1
+            if goals:
+                s = _session(sessions, site, sid, vi)
+                s.goals.extend((ts, g) for g in goals)
+                if not s.fallback:
+                    s.fallback = {"channel": text(e.get("channel")),
+                                  "utm_campaign": dimensions(e)[6][1]}  # fmt: skip
+            continue
+        m.totals["pv"] += 1
+        if vi is not None:
+            m.visitors.add(vi)
+        dims = dimensions(e)
+        err = is_error(e)
+        if err:
+            m.totals["err"] += 1
+        duration = e.get("duration_ms")
+        li = latency_index(duration) if isinstance(duration, int | float) else None
+        for dv in dims:
+            m.dims[dv] += 1
+            if vi is not None:
+                m.dim_visitors[dv].add(vi)
+        for dv in (dims[0], dims[6]):
+            if err:
+                m.errors[dv] += 1
+            if li is not None:
+                m.latency[(dv[0], dv[1], li)] += 1
+        if sid is None and not goals:
+            continue
+        s = _session(sessions, site, sid, vi)
+        s.n += 1
+        if ts < s.first:
+            s.first, s.attrs = ts, _session_attrs(dims)
+        if ts >= s.last:
+            s.last, s.exit = ts, dims[0][1]
+        if goals:
+            s.goals.extend((ts, g) for g in goals)
+        for funnel, step in matcher.steps(path):
+            s.steps.append((ts, funnel, step))
+    return _payload(minutes, sessions, live, vindex, prefix, retention, session_ttl)
+
+
+def _session(
+    sessions: dict[tuple[str, str | None, int | None], _Session],
+    site: str,
+    sid: Any,
+    vi: int | None,
+) -> _Session:
+    sid = sid if isinstance(sid, str) and sid else None
+    key = (site, sid, vi if sid is None else None)
+    s = sessions.get(key)
+    if s is None:
+        s = sessions[key] = _Session(site, sid, vi)
+    return s
+
+
+def _payload(
+    minutes: dict[tuple[str, int], _Minute],
+    sessions: dict[tuple[str, str | None, int | None], _Session],
+    live: dict[str, dict[int, float]],
+    vindex: dict[str, int],
+    prefix: str,
+    retention: dict[str, int],
+    session_ttl: int,
+) -> dict[str, Any]:
+    incr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    pf: dict[str, set[int]] = defaultdict(set)
+    expire: dict[str, int] = {}
+    for (site, minute), m in minutes.items():
+        ts = minute * 60
+        for res, step in RESOLUTIONS:
+            b = ts // step * step
+            base = f"{prefix}{site}:{res}:{b}"
+            at = b + step + retention[res]
+            t = incr[base + ":t"]
+            expire[base + ":t"] = at
+            for k, n in m.totals.items():
+                t[k] += n
+            if m.visitors:
+                pf[base + ":v"] |= m.visitors
+                expire[base + ":v"] = at
+            for (dim, val), n in m.dims.items():
+                key = f"{base}:d:{dim}"
+                incr[key]["pv:" + val] += n
+                expire[key] = at
+            for (dim, val), n in m.errors.items():
+                incr[f"{base}:d:{dim}"]["e:" + val] += n
+            for (dim, val), vis in m.dim_visitors.items():
+                key = f"{base}:u:{dim}:{val}"
+                pf[key] |= vis
+                expire[key] = at
+            for (dim, val, i), n in m.latency.items():
+                key = f"{base}:l:{dim}"
+                incr[key][f"{i}:{val}"] += n
+                expire[key] = at
+    sess_out = []
+    for s in sessions.values():
+        sess_out.append({
+            "k": f"{prefix}{s.site}:s:{s.sid}" if s.sid else "",
+            "site": s.site,
+            "v": s.visitor or 0,
+            "n": s.n,
+            "first": s.first if s.n else 0,
+            "last": s.last if s.n else 0,
+            "a": s.attrs,
+            "x": s.exit,
+            "fb": s.fallback,
+            "g": [g for _, g in sorted(s.goals)] if s.goals else [],
+            "gt": [t for t, _ in sorted(s.goals)] if s.goals else [],
+            "f": [[f, i] for _, f, i in sorted(s.steps)] if s.steps else [],
+        })  # fmt: skip
+    return {
+        "prefix": prefix,
+        "res": [[r, step, retention[r]] for r, step in RESOLUTIONS],
+        "sttl": session_ttl,
+        "vids": list(vindex),
+        "incr": [[k, expire[k], [x for f, n in h.items() for x in (f, n)]] for k, h in incr.items()],
+        "pf": [[k, expire[k], sorted(ids)] for k, ids in pf.items()],
+        "sessions": sess_out,
+        "live": [[f"{prefix}{site}:live", [x for vi, ts in seen.items() for x in (ts, vi)]]
+                 for site, seen in live.items()],  # fmt: skip
+    }
