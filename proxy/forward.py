@@ -36,6 +36,7 @@ from proxy.identity import CookieIdentity, consent_denied
 from proxy.metrics import ProxyMetrics
 from proxy.settings import Settings
 from proxy.upstreams import UpstreamMap
+from proxy.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,10 @@ class Forwarder:
         session: ClientSession,
         metrics: ProxyMetrics,
         sink: Callable[[Exchange], None] | None,
+        watchdog: Watchdog,
     ) -> None:
         self._session = session
+        self._watchdog = watchdog
         self._metrics = metrics
         self._sink = sink  # None: tracking off, forward only
         self._upstreams = UpstreamMap(settings.upstreams)
@@ -146,17 +149,22 @@ class Forwarder:
         response: web.StreamResponse
         pageview = False
         identity = None
-        self._metrics.in_flight.inc()
+        watch = self._watchdog.watch()
         try:
             t_up = time.perf_counter()
             try:
                 upstream_response = await self._session.request(
                     method, url, headers=up_headers, data=data, allow_redirects=False
                 )
+            except asyncio.CancelledError:
+                if not watch.expired:
+                    raise
+                watch.task.uncancel()  # our own deadline, not a client going away
+                status, error = 504, "upstream_timeout"
+                return error_page(504, "Gateway Timeout", "The site did not answer in time.")
             except BodyTooLarge:
-                response = self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
                 status, error = 413, "body_too_large"
-                return response
+                return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
             except (TimeoutError, ServerTimeoutError):
                 status, error = 504, "upstream_timeout"
                 return error_page(504, "Gateway Timeout", "The site did not answer in time.")
@@ -187,24 +195,31 @@ class Forwarder:
                 try:
                     await response.prepare(request)
                     content = upstream_response.content
+                    now = self._watchdog.now
                     while chunk := await content.readany():
+                        watch.since = now()
                         await response.write(chunk)
                         bytes_out += len(chunk)
                     await response.write_eof()
                 except (ConnectionResetError, ConnectionError):
                     error = "client_disconnect"
                 except ClientError:
-                    # The upstream broke off mid-body: the status is already sent, so
-                    # closing the connection is the only honest signal of truncation.
                     error = "upstream_body"
-                    if request.protocol is not None:
-                        request.protocol.force_close()
+                except asyncio.CancelledError:
+                    if not watch.expired:
+                        raise
+                    watch.task.uncancel()
+                    error = "upstream_timeout"
+                if error is not None and error != "client_disconnect" and request.protocol is not None:
+                    # The upstream broke off or stalled mid-body: the status is already
+                    # sent, so closing the connection is the only honest signal.
+                    request.protocol.force_close()
                 return response
         except asyncio.CancelledError:
             error = "client_disconnect"
             raise
         finally:
-            self._metrics.in_flight.dec()
+            self._watchdog.unwatch(watch)
             if self._sink is not None:
                 self._sink(
                     Exchange(

@@ -8,12 +8,13 @@ protocol bounds the whole header phase of each request in time (408) and in size
 The header phase of a request starts with its first byte and ends at the blank
 line that ends its headers; the handler calls :meth:`request_done` when the
 response is finished so the next request on a keep-alive connection is guarded
-again.
+again. The size bound is checked here, as bytes arrive; the time bound by
+:class:`proxy.watchdog.Watchdog`, which sweeps all connections every tick and
+calls :meth:`expire_headers` on the late ones (no timer per request).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web_protocol, web_server
@@ -34,10 +35,9 @@ HEADERS_TOO_LARGE = _canned(431, "Request Header Fields Too Large", "request hea
 
 
 class GuardedRequestHandler(web_protocol.RequestHandler):
-    """aiohttp's protocol plus a per-request header-phase deadline and size bound."""
+    """aiohttp's protocol plus a per-request header-phase size bound and start time."""
 
-    # Set by GuardedServer: (timeout seconds, max header bytes, refusal counter callback).
-    header_timeout: float = 10.0
+    # Set by GuardedServer: max header bytes, refusal counter callback.
     max_header_bytes: int = 16384
     on_refused: Any = None
 
@@ -46,21 +46,21 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
         self._in_headers = True
         self._header_bytes = 0
         self._tail = b""
-        self._timer: asyncio.TimerHandle | None = None
+        # Loop time of the first byte of the current header phase; None outside it.
+        self.header_started: float | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._in_headers and data:
-            if self._timer is None:
-                self._timer = self._loop.call_later(self.header_timeout, self._expired)
-            end = (self._tail + data).find(_END)
+            if self.header_started is None:
+                self.header_started = self._loop.time()
+            end = (self._tail + data if self._tail else data).find(_END)
             if end < 0:
                 self._header_bytes += len(data)
                 self._tail = data[-3:]
             else:
                 self._header_bytes += end - len(self._tail) + 4
                 self._in_headers = False
-                self._timer.cancel()
-                self._timer = None
+                self.header_started = None
             if self._header_bytes > self.max_header_bytes:
                 self._refuse(HEADERS_TOO_LARGE, "headers_too_large")
                 return
@@ -72,15 +72,13 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
         self._header_bytes = 0
         self._tail = b""
 
-    def _expired(self) -> None:
-        self._timer = None
-        if self._in_headers:
+    def expire_headers(self) -> None:
+        """Called by the watchdog when the header phase outlived its deadline."""
+        if self._in_headers and self.header_started is not None:
             self._refuse(REQUEST_TIMEOUT, "header_timeout")
 
     def _refuse(self, response: bytes, reason: str) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.header_started = None
         self._in_headers = False
         if self.on_refused is not None:
             self.on_refused(reason)
@@ -90,12 +88,6 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
             transport.close()
         self.force_close()
 
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        super().connection_lost(exc)
-
 
 class GuardedServer(web_server.Server):
     """``aiohttp.web.Server`` (the low-level server, no router) with guarded connections."""
@@ -104,7 +96,6 @@ class GuardedServer(web_server.Server):
         self,
         handler: Any,
         *,
-        header_timeout: float,
         max_header_bytes: int,
         on_refused: Any = None,
         **kwargs: Any,
@@ -114,11 +105,15 @@ class GuardedServer(web_server.Server):
             "BoundGuardedRequestHandler",
             (GuardedRequestHandler,),
             {
-                "header_timeout": header_timeout,
                 "max_header_bytes": max_header_bytes,
                 "on_refused": staticmethod(on_refused) if on_refused else None,
             },
         )
+
+    @property
+    def connections(self) -> dict[web_protocol.RequestHandler, Any]:
+        """Live connections (for the watchdog's header-phase sweep)."""
+        return self._connections
 
     def __call__(self) -> web_protocol.RequestHandler:
         handler: web_protocol.RequestHandler = self._guard(self, loop=self._loop, **self._kwargs)

@@ -23,6 +23,8 @@ from proxy.metrics import ProxyMetrics
 from proxy.pipeline import EventPipeline
 from proxy.publisher import Publisher
 from proxy.settings import Settings
+from proxy.tasks import spawn
+from proxy.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def upstream_session(settings: Settings) -> ClientSession:
     Bodies are relayed as they are (no decompression), no cookie jar (cookies
     belong to the browser), no automatic headers the client did not send, and
     timeouts on connect and on each read rather than on the whole exchange, so a
-    long download is fine while a silent upstream is not.
+    long download is fine while a silent upstream is not (enforced by the watchdog).
     """
     limits = settings.limits
     connector = TCPConnector(
@@ -63,11 +65,9 @@ def upstream_session(settings: Settings) -> ClientSession:
         ttl_dns_cache=60,
         keepalive_timeout=30,
     )
-    timeout = ClientTimeout(
-        total=None,
-        connect=limits.upstream_connect_timeout_seconds,
-        sock_read=limits.upstream_read_timeout_seconds,
-    )
+    # Only the TCP connect of a new pooled connection is timed by aiohttp; the read
+    # deadlines are the watchdog's (proxy/watchdog.py), without a timer per read.
+    timeout = ClientTimeout(total=None, sock_connect=limits.upstream_connect_timeout_seconds)
     return ClientSession(
         connector=connector,
         timeout=timeout,
@@ -102,6 +102,7 @@ class ProxyWorker:
         self._server: GuardedServer | None = None
         self._listener: asyncio.Server | None = None
         self._stopped = False
+        self._watchdog_task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -138,11 +139,15 @@ class ProxyWorker:
             await self.publisher.start()
             sink = self.publisher.submit
         self._session = upstream_session(s)
-        forwarder = Forwarder(s, self._session, self.metrics, sink)
         limits = s.limits
+        watchdog = Watchdog(
+            header_timeout=limits.header_timeout_seconds,
+            upstream_timeout=limits.upstream_read_timeout_seconds,
+            in_flight_gauge=self.metrics.in_flight,
+        )
+        forwarder = Forwarder(s, self._session, self.metrics, sink, watchdog)
         self._server = GuardedServer(
             forwarder,
-            header_timeout=limits.header_timeout_seconds,
             max_header_bytes=limits.max_header_bytes,
             on_refused=lambda reason: self.metrics.refused.labels(reason).inc(),
             keepalive_timeout=limits.keepalive_timeout_seconds,
@@ -151,6 +156,8 @@ class ProxyWorker:
             auto_decompress=False,
             access_log=None,
         )
+        watchdog.attach(self._server.connections)
+        self._watchdog_task = spawn(watchdog.run(), name=f"watchdog-{self.worker_index}")
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
             self._server,
@@ -182,6 +189,8 @@ class ProxyWorker:
             self._listener.close()
         if self._server is not None:
             await self._server.shutdown(grace)
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
         if self.publisher is not None:
             await self.publisher.close()
         if self._session is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 import orjson
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -202,3 +203,28 @@ async def test_route_collapsing_without_templates(
                 await resp.read()
     routes = [e["route"] for e in await events(redis_client, 2)]
     assert routes == ["/orders/{id}/items/{id}", "/u/{uuid}"]
+
+
+async def test_upstream_stalling_mid_body_is_cut_and_recorded(
+    upstream_factory, proxy_factory, redis_server, redis_client
+) -> None:
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": "100000"})
+        await resp.prepare(request)
+        await resp.write(b"x" * 1000)
+        await asyncio.sleep(1.5)  # silent far beyond the proxy's read deadline
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/stall", stalls)
+    upstream = await upstream_factory(app)
+    proxy = await proxy_factory(
+        {"upstreams": [upstream], "limits.upstream_read_timeout_seconds": 0.3}, redis_url=redis_server.url
+    )
+    async with browser() as client:
+        async with client.get(f"http://127.0.0.1:{proxy.port}/stall") as resp:
+            assert resp.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()  # the connection is closed before Content-Length is reached
+    (event,) = await events(redis_client, 1)
+    assert event["error"] == "upstream_timeout" and event["bytes_out"] == 1000
