@@ -110,11 +110,6 @@ class GuardedServer(web_server.Server):
             },
         )
 
-    @property
-    def connections(self) -> dict[web_protocol.RequestHandler, Any]:
-        """Live connections (for the watchdog's header-phase sweep)."""
-        return self._connections
-
     def __call__(self) -> web_protocol.RequestHandler:
         handler: web_protocol.RequestHandler = self._guard(self, loop=self._loop, **self._kwargs)
         return handler

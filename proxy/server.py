@@ -156,7 +156,7 @@ class ProxyWorker:
             auto_decompress=False,
             access_log=None,
         )
-        watchdog.attach(self._server.connections)
+        watchdog.attach(self._server)
         self._watchdog_task = spawn(watchdog.run(), name=f"watchdog-{self.worker_index}")
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(

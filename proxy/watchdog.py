@@ -50,13 +50,13 @@ class Watchdog:
         self.upstream_timeout = upstream_timeout
         self.tick = max(0.05, min(1.0, header_timeout / 4, upstream_timeout / 4))
         self._watched: dict[Watch, None] = {}
-        self._connections: dict[Any, Any] = {}
+        self._server: Any = None
         self._in_flight = in_flight_gauge
         self._loop = asyncio.get_running_loop()
 
-    def attach(self, connections: dict[Any, Any]) -> None:
-        """Watch the header phase of a server's connections (``web.Server._connections``)."""
-        self._connections = connections
+    def attach(self, server: Any) -> None:
+        """Watch the header phase of an ``aiohttp.web.Server``'s connections."""
+        self._server = server
 
     def watch(self) -> Watch:
         task = asyncio.current_task()
@@ -75,7 +75,7 @@ class Watchdog:
         """One sweep: expire what is overdue. Runs every ``tick`` seconds."""
         now = self._loop.time()
         header_deadline = now - self.header_timeout
-        for handler in list(self._connections):
+        for handler in self._server.connections if self._server is not None else ():
             started = getattr(handler, "header_started", None)
             if started is not None and started < header_deadline and isinstance(handler, GuardedRequestHandler):
                 handler.expire_headers()
