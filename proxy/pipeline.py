@@ -47,6 +47,10 @@ class EventPipeline:
             await self._resolve_cookieless(batch)
         out: list[bytes] = []
         build = self._builder.build
+        observe = self._observe
+        # Counters are summed per batch and applied once per label set: a
+        # prometheus-client inc() takes a lock, and most of a batch shares labels.
+        counts: dict[tuple[Any, Any], list[int]] = {}
         for i, ex in enumerate(batch):
             try:
                 event = build(ex)
@@ -57,9 +61,12 @@ class EventPipeline:
                     self._build_errors_logged += 1
                     log.exception("could not build an event for %s %s", ex.method, ex.raw_path[:200])
                 continue
-            self._observe(event)
+            observe(event, counts)
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
+        for (responses, response_bytes), (n, nbytes) in counts.items():
+            responses.inc(n)
+            response_bytes.inc(nbytes)
         return out
 
     async def _resolve_cookieless(self, batch: list[Exchange]) -> None:
@@ -79,7 +86,7 @@ class EventPipeline:
             ex.new_visitor = ident.new_visitor
             ex.new_session = ident.new_session
 
-    def _observe(self, event: dict[str, Any]) -> None:
+    def _observe(self, event: dict[str, Any], counts: dict[tuple[Any, Any], list[int]]) -> None:
         status = event["status"]
         key = (event["site"], event["route"], event["method"], status)
         children = self._children.get(key)
@@ -89,8 +96,12 @@ class EventPipeline:
         duration.observe(event["duration_ms"] / 1000.0)
         if event["upstream_ms"] is not None:
             upstream.observe(event["upstream_ms"] / 1000.0)
-        responses.inc()
-        response_bytes.inc(event["bytes_out"])
+        sums = counts.get((responses, response_bytes))
+        if sums is None:
+            counts[(responses, response_bytes)] = [1, event["bytes_out"]]
+        else:
+            sums[0] += 1
+            sums[1] += event["bytes_out"]
         if event["error"]:
             self._metrics.errors.labels(self._metrics.site_label(event["site"] or "-"), event["error"]).inc()
 

@@ -228,3 +228,27 @@ async def test_upstream_stalling_mid_body_is_cut_and_recorded(
                 await resp.read()  # the connection is closed before Content-Length is reached
     (event,) = await events(redis_client, 1)
     assert event["error"] == "upstream_timeout" and event["bytes_out"] == 1000
+
+
+async def test_proxy_metrics_count_every_request(upstream_factory, proxy_factory, redis_server, redis_client) -> None:
+    from prometheus_client import generate_latest
+
+    upstream = await upstream_factory(site_app())
+    proxy = await proxy_factory({"upstreams": [upstream], "routes": ["/products/{id}"]}, redis_url=redis_server.url)
+    async with browser() as client:
+        for i in range(7):
+            async with client.get(f"http://127.0.0.1:{proxy.port}/products/{i}", headers=NAV) as resp:
+                await resp.read()
+        for _ in range(3):
+            async with client.get(f"http://127.0.0.1:{proxy.port}/static/app.css") as resp:
+                await resp.read()
+    await events(redis_client, 10)
+    text = generate_latest(proxy.metrics.registry).decode()
+    assert (
+        'footfall_http_request_duration_seconds_count{method="GET",route="/products/{id}",'
+        'site="127.0.0.1",status_class="2xx"} 7.0'
+    ) in text
+    assert 'footfall_http_responses_total{site="127.0.0.1",status="200"} 10.0' in text
+    assert "footfall_events_published_total 10.0" in text
+    bytes_line = next(line for line in text.splitlines() if line.startswith("footfall_http_response_bytes_total{"))
+    assert float(bytes_line.split()[-1]) == 7 * len("<html><body>" + "x" * 500 + "</body></html>") + 3 * len("body{}")
