@@ -182,3 +182,41 @@ async def test_large_bodies_stream_both_ways_in_flat_memory(bulk_upstream: str, 
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_two_workers_share_the_port_and_report_one_metrics_page(
+    upstream_factory, redis_server, redis_client, tmp_path: Path
+) -> None:
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", ok)
+    upstream = await upstream_factory(app)
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "proxy", "--workers", "2", "--upstream", upstream,
+         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+         "--redis-url", redis_server.url, "--data-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await wait_ready(admin, proc)
+        n = 40
+        async with aiohttp.ClientSession() as client:
+            for i in range(n):  # a new connection each time, so the kernel spreads them
+                async with client.get(f"http://127.0.0.1:{port}/p?n={i}", headers={"Connection": "close"}) as resp:
+                    assert resp.status == 200
+            await asyncio.sleep(0.3)
+            async with client.get(f"http://127.0.0.1:{admin}/metrics") as resp:
+                text = await resp.text()
+        assert await stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    line = next(x for x in text.splitlines() if x.startswith("footfall_http_request_duration_seconds_count{"))
+    assert float(line.split()[-1]) == n  # summed over both workers
+    entries = await redis_client.xrange("footfall:events")
+    assert sorted(int(orjson.loads(f[b"event"])["query"]["n"]) for _, f in entries) == list(range(n))
+    assert {p.name for p in (tmp_path / "spool").iterdir()} == {"worker-0", "worker-1"}
