@@ -15,6 +15,12 @@ succeeded). The loop:
 5. on a Redis error the batch stays pending (claimed again later) and the loop
    backs off; it never exits on a bad entry.
 
+A :class:`StagedSink` (analytics) is pipelined: the loop reads batch N+1, sends
+batch N's apply, then prepares N+1 in Python while Redis runs N, and awaits N's
+reply before sending N+1. Applies stay one at a time and in order, each still
+acking only its own entries, so the guarantees above are unchanged; a crash can
+leave two batches pending instead of one.
+
 :meth:`Consumer.stop` lets the batch in hand finish (apply and ack) and returns
 within about ``block_ms`` plus that batch's time.
 """
@@ -25,7 +31,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 import redis.asyncio as aioredis
@@ -46,6 +53,17 @@ class Sink(Protocol):
 
     async def apply(self, batch: list[tuple[str, Event]], acks: list[str]) -> int:
         """Apply events and XACK ``acks`` atomically; return how many events were new."""
+
+
+@runtime_checkable
+class StagedSink(Sink, Protocol):
+    """A sink whose apply splits into pure preparation and one Redis round trip."""
+
+    def prepare(self, batch: list[tuple[str, Event]], acks: list[str]) -> Any:
+        """Everything ``apply`` computes before its I/O; no I/O, no side effects."""
+
+    async def send(self, staged: Any) -> Coroutine[Any, Any, int]:
+        """Write the apply for ``staged``; the coroutine awaits it (as ``apply`` returns)."""
 
 
 def _s(value: Any) -> str:
@@ -91,14 +109,18 @@ class Consumer:
         """Consume until :meth:`stop`; Redis outages are waited out with backoff."""
         backoff = 0.1
         group_ready = False
+        staged = isinstance(self.sink, StagedSink)
         while not self._stopping.is_set():
             try:
                 if not group_ready:
                     await self.ensure_group()
                     group_ready = True
-                entries = await self._next_entries()
-                if entries:
-                    await self.handle(entries)
+                if staged:
+                    await self._pipelined()
+                else:
+                    entries = await self._next_entries()
+                    if entries:
+                        await self.handle(entries)
                 backoff = 0.1
             except (RedisError, *_TRANSIENT) as exc:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
@@ -109,11 +131,55 @@ class Consumer:
                 backoff = min(backoff * 2, 5.0)
         log.info("collector %s/%s stopped", self.group, self.name)
 
+    async def _pipelined(self) -> None:
+        """Read, send the staged batch, prepare the read one meanwhile, await the send.
+
+        Returns on :meth:`stop` with nothing in hand; an error propagates with the
+        batches in hand left pending (claimed again after ``claim_idle_ms``).
+        """
+        sink = self.sink
+        assert isinstance(sink, StagedSink)
+        held: tuple[list[tuple[str, Event]], Any, float] | None = None
+        while True:
+            stopping = self._stopping.is_set()
+            if stopping and held is None:
+                return
+            # Nothing is running in Redis now. With a batch in hand, do not block:
+            # an idle stream must not delay its apply.
+            entries = [] if stopping else await self._next_entries(block=held is None)
+            reply = None
+            if held is not None:
+                try:
+                    reply = await sink.send(held[1])
+                except Exception:
+                    await self._fallback(held[0])  # transient: raises, batch stays pending
+                    held = None
+            nxt = None
+            if entries:
+                started = time.perf_counter()
+                batch = await self._decode(entries)
+                if batch:
+                    nxt = (batch, sink.prepare(batch, [eid for eid, _ in batch]), started)
+            if reply is not None and held is not None:
+                try:
+                    applied = await reply
+                except Exception:
+                    await self._fallback(held[0])
+                else:
+                    self._count(len(held[0]), applied)
+                self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - held[2])
+            held = nxt
+
+    async def _fallback(self, batch: list[tuple[str, Event]]) -> None:
+        """A staged apply failed: redo it through :meth:`_apply` (isolating a poison
+        event), or re-raise a transient error so the loop backs off."""
+        await self._apply(batch)
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _next_entries(self) -> list[tuple[Any, Any]]:
+    async def _next_entries(self, block: bool = True) -> list[tuple[Any, Any]]:
         now = time.monotonic()
         if now >= self._next_claim:
             self._next_claim = now + max(self.settings.claim_idle_ms / 2000, 0.05)
@@ -122,7 +188,7 @@ class Consumer:
                 return claimed
         reply: Any = await self.redis.xreadgroup(
             self.group, self.name, {self.stream_key: ">"},
-            count=self.settings.batch_size, block=self.settings.block_ms,
+            count=self.settings.batch_size, block=self.settings.block_ms if block else None,
         )  # fmt: skip
         return list(reply[0][1]) if reply else []
 
@@ -158,6 +224,13 @@ class Consumer:
     async def handle(self, entries: list[tuple[Any, Any]]) -> None:
         """Decode, dead-letter the invalid, apply the rest (atomically with their XACK)."""
         started = time.perf_counter()
+        batch = await self._decode(entries)
+        if batch:
+            await self._apply(batch)
+        self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
+
+    async def _decode(self, entries: list[tuple[Any, Any]]) -> list[tuple[str, Event]]:
+        """The valid events of ``entries``; the others are dead-lettered (and acked)."""
         batch: list[tuple[str, Event]] = []
         rejects: list[tuple[str, dict[Any, Any] | None, str]] = []
         for eid, fields in entries:
@@ -173,9 +246,7 @@ class Consumer:
                 batch.append((eid, event))
         if rejects:
             await self.dead_letter(rejects)
-        if batch:
-            await self._apply(batch)
-        self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
+        return batch
 
     async def _apply(self, batch: list[tuple[str, Event]]) -> None:
         try:
@@ -200,9 +271,12 @@ class Consumer:
                 else:
                     self.metrics.processed.labels(self.group).inc()
             return
+        self._count(len(batch), applied)
+
+    def _count(self, n: int, applied: int) -> None:
         self.metrics.processed.labels(self.group).inc(applied)
-        if applied < len(batch):
-            self.metrics.duplicates.labels(self.group).inc(len(batch) - applied)
+        if applied < n:
+            self.metrics.duplicates.labels(self.group).inc(n - applied)
 
     async def dead_letter(
         self, rejects: list[tuple[str, dict[Any, Any] | None, str]], raw: Event | None = None

@@ -7,7 +7,7 @@ both together. The collector's own CPU time is reported too: Redis runs in its
 own process (on the other core of a 2-core box), the figure that matters for
 "one collector core" is events per collector-CPU-second.
 
-    .venv/bin/python load_tests/bench_collectors.py [N]
+    .venv/bin/python load_tests/bench_collectors.py [N [BATCH_SIZE]]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def make_events(n: int) -> list[bytes]:
     return out
 
 
-async def run(which: frozenset[str], n: int) -> tuple[float, float]:
+async def run(which: frozenset[str], n: int, batch_size: int = 500) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(Path(tmp), port=free_port()).start()
         try:
@@ -75,6 +75,7 @@ async def run(which: frozenset[str], n: int) -> tuple[float, float]:
                     await pipe.execute()
             errors: list[str] = []
             settings = parse({
+                "batch_size": batch_size,
                 "goals": [{"name": "buy", "method": "POST", "path": "/checkout", "status": "2xx"}],
                 "funnels": [{"name": "f", "steps": ["/p1", "/p2", "/p3"]}],
             }, errors)  # fmt: skip
@@ -97,9 +98,10 @@ async def run(which: frozenset[str], n: int) -> tuple[float, float]:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    batch_size = int(sys.argv[2]) if len(sys.argv) > 2 else 500
     for which in (frozenset({"analytics"}), frozenset({"performance"}),
                   frozenset({"analytics", "performance"})):  # fmt: skip
-        wall, cpu = asyncio.run(run(which, n))
+        wall, cpu = asyncio.run(run(which, n, batch_size))
         print(f"{'+'.join(sorted(which)):24s} {n} events: {wall:9,.0f} events/s wall, "
               f"{cpu:9,.0f} events per collector CPU-second")
 

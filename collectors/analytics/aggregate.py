@@ -56,8 +56,8 @@ def aggregate(
     prefix: str,
     retention: dict[str, int],
     session_ttl: int,
-) -> dict[str, Any]:
-    """Fold ``events`` into the payload of :data:`collectors.analytics.store.APPLY_LUA`.
+) -> Delta:
+    """Fold ``events`` into the arguments of :data:`collectors.analytics.store.APPLY_LUA`.
 
     Bots only count as ``bot`` in the site totals. Visitor ids are sent once
     (``vids``) and referenced by 1-based index.
@@ -141,6 +141,25 @@ def _session(
     return s
 
 
+@dataclass(slots=True)
+class Delta:
+    """One batch's arguments for :data:`collectors.analytics.store.APPLY_LUA`.
+
+    ``header`` (sent as JSON): prefix, resolutions, session TTL, visitor ids, one
+    summary per session, live visitors. ``flat`` is a run of plain arguments the
+    script reads positionally, without decoding: per (site, minute) of the batch
+    (``groups`` of them) ``base, expire-at`` for each resolution, the number of
+    counter hashes and of HyperLogLogs, then per hash ``suffix, field count, field,
+    delta, ...`` and per HyperLogLog ``suffix, count, visitor index, ...``. The
+    script adds each to the minute, hour and day key (``base .. suffix``): a delta
+    is sent once, not once per resolution.
+    """
+
+    header: dict[str, Any]
+    flat: list[str | int]
+    groups: int
+
+
 def _payload(
     minutes: dict[tuple[str, int], _Minute],
     sessions: dict[tuple[str, str | None, int | None], _Session],
@@ -149,37 +168,32 @@ def _payload(
     prefix: str,
     retention: dict[str, int],
     session_ttl: int,
-) -> dict[str, Any]:
-    incr: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    pf: dict[str, set[int]] = defaultdict(set)
-    expire: dict[str, int] = {}
+) -> Delta:
+    flat: list[str | int] = []
     for (site, minute), m in minutes.items():
         ts = minute * 60
         for res, step in RESOLUTIONS:
             b = ts // step * step
-            base = f"{prefix}{site}:{res}:{b}"
-            at = b + step + retention[res]
-            t = incr[base + ":t"]
-            expire[base + ":t"] = at
-            for k, n in m.totals.items():
-                t[k] += n
-            if m.visitors:
-                pf[base + ":v"] |= m.visitors
-                expire[base + ":v"] = at
-            for (dim, val), n in m.dims.items():
-                key = f"{base}:d:{dim}"
-                incr[key]["pv:" + val] += n
-                expire[key] = at
-            for (dim, val), n in m.errors.items():
-                incr[f"{base}:d:{dim}"]["e:" + val] += n
-            for (dim, val), vis in m.dim_visitors.items():
-                key = f"{base}:u:{dim}:{val}"
-                pf[key] |= vis
-                expire[key] = at
-            for (dim, val, i), n in m.latency.items():
-                key = f"{base}:l:{dim}"
-                incr[key][f"{i}:{val}"] += n
-                expire[key] = at
+            flat += (f"{prefix}{site}:{res}:{b}", b + step + retention[res])
+        hashes: dict[str, dict[str, int]] = defaultdict(dict)
+        hashes[":t"] = m.totals
+        for (dim, val), n in m.dims.items():
+            hashes[":d:" + dim]["pv:" + val] = n
+        for (dim, val), n in m.errors.items():
+            hashes[":d:" + dim]["e:" + val] = n
+        for (dim, val, i), n in m.latency.items():
+            hashes[":l:" + dim][f"{i}:{val}"] = n
+        hlls: list[tuple[str, set[int]]] = [(f":u:{dim}:{val}", vis) for (dim, val), vis in m.dim_visitors.items()]
+        if m.visitors:
+            hlls.append((":v", m.visitors))
+        flat += (len(hashes), len(hlls))
+        for suffix, h in hashes.items():
+            flat += (suffix, len(h))
+            for f, n in h.items():
+                flat += (f, n)
+        for suffix, ids in hlls:
+            flat += (suffix, len(ids))
+            flat += ids
     sess_out = []
     for s in sessions.values():
         sess_out.append({
@@ -196,14 +210,13 @@ def _payload(
             "gt": [t for t, _ in sorted(s.goals)] if s.goals else [],
             "f": [[f, i] for _, f, i in sorted(s.steps)] if s.steps else [],
         })  # fmt: skip
-    return {
+    header = {
         "prefix": prefix,
         "res": [[r, step, retention[r]] for r, step in RESOLUTIONS],
         "sttl": session_ttl,
         "vids": list(vindex),
-        "incr": [[k, expire[k], [x for f, n in h.items() for x in (f, n)]] for k, h in incr.items()],
-        "pf": [[k, expire[k], sorted(ids)] for k, ids in pf.items()],
         "sessions": sess_out,
         "live": [[f"{prefix}{site}:live", [x for vi, ts in seen.items() for x in (ts, vi)]]
                  for site, seen in live.items()],  # fmt: skip
     }
+    return Delta(header, flat, len(minutes))

@@ -1,16 +1,23 @@
 -- Apply one batch of analytics deltas and XACK its entries, atomically.
--- KEYS[1] stream, KEYS[2] seen-set prefix; ARGV[1] group, ARGV[2] payload (JSON),
--- ARGV[3] de-duplication window (s), ARGV[4..] "<seen hour>|<event id>" then
--- "--" then the stream entry ids to acknowledge.
+-- KEYS[1] stream, KEYS[2] seen-set prefix.
+-- ARGV[1] group, ARGV[2] de-duplication window (s), ARGV[3] header (JSON: prefix,
+-- res, sttl, vids, sessions, live), ARGV[4..6] counts: event ids, acks, minute
+-- groups; then, in that order and without separators: "<seen hour>|<event id>"
+-- ...; the stream entry ids to acknowledge ...; the minute groups (layout in
+-- aggregate.Delta: bases per resolution, then counter and HyperLogLog deltas).
 -- Returns {0, dup ids...} without writing anything when some event id was
 -- already applied (the caller drops them and retries), else {1}.
-local ids, acks, i = {}, {}, 4
-while ARGV[i] ~= '--' do ids[#ids + 1] = ARGV[i]; i = i + 1 end
-for j = i + 1, #ARGV do acks[#acks + 1] = ARGV[j] end
+-- Counters are read (HMGET) and written once per hash (HSET) instead of one
+-- HINCRBY per field: every redis.call costs more than the Lua around it.
+local nids, nacks = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ngroups = tonumber(ARGV[6])
+local IDS, ACKS = 7, 7 + nids
+local at = ACKS + nacks
 
 -- 1. de-duplicate on event id (the proxy is at-least-once)
 local by_set = {}
-for _, hid in ipairs(ids) do
+for j = IDS, IDS + nids - 1 do
+  local hid = ARGV[j]
   local sep = string.find(hid, '|', 1, true)
   local set = KEYS[2] .. string.sub(hid, 1, sep - 1)
   local l = by_set[set]
@@ -27,17 +34,17 @@ for set, l in pairs(by_set) do
 end
 if #dups > 1 then return dups end
 
-local p = cjson.decode(ARGV[2])
+local p = cjson.decode(ARGV[3])
 local V, P, RES = p.vids, p.prefix, p.res
 local inc, pf, exp = {}, {}, {}
-local function add(key, at, f, n)
+local function add(key, t, f, n)
   local h = inc[key]
-  if not h then h = {}; inc[key] = h; exp[key] = at end
+  if not h then h = {}; inc[key] = h; exp[key] = t end
   h[f] = (h[f] or 0) + n
 end
-local function pfa(key, at, vi)
+local function pfa(key, t, vi)
   local l = pf[key]
-  if not l then l = {}; pf[key] = l; exp[key] = at end
+  if not l then l = {}; pf[key] = l; exp[key] = t end
   l[#l + 1] = V[vi]
 end
 local function buckets(site, ts)  -- {base, expire-at} per resolution
@@ -49,12 +56,29 @@ local function buckets(site, ts)  -- {base, expire-at} per resolution
   return out
 end
 
-for _, k in ipairs(p.incr) do
-  local f = k[3]
-  for j = 1, #f, 2 do add(k[1], k[2], f[j], f[j + 1]) end
-end
-for _, k in ipairs(p.pf) do
-  for _, vi in ipairs(k[3]) do pfa(k[1], k[2], vi) end
+-- the batch's counters and visitor sets: each delta to the minute, hour and day key
+local pfl = {}  -- {key, expire-at, visitors}; a key may repeat (PFADD is idempotent)
+for _ = 1, ngroups do
+  local bases = {}
+  for r = 1, #RES do bases[r] = {ARGV[at], ARGV[at + 1]}; at = at + 2 end
+  local nh, nl = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  at = at + 2
+  for _ = 1, nh do
+    local suffix, n = ARGV[at], tonumber(ARGV[at + 1])
+    at = at + 2
+    for _, b in ipairs(bases) do
+      local key = b[1] .. suffix
+      for j = at, at + 2 * n - 1, 2 do add(key, b[2], ARGV[j], tonumber(ARGV[j + 1])) end
+    end
+    at = at + 2 * n
+  end
+  for _ = 1, nl do
+    local suffix, n = ARGV[at], tonumber(ARGV[at + 1])
+    local l = {}
+    for j = at + 2, at + n + 1 do l[#l + 1] = V[tonumber(ARGV[j])] end
+    at = at + n + 2
+    for _, b in ipairs(bases) do pfl[#pfl + 1] = {b[1] .. suffix, b[2], l} end
+  end
 end
 
 -- 2. sessions: entry/exit, bounce, duration, first-touch goals, funnels (reads only)
@@ -152,22 +176,42 @@ for _, s in ipairs(p.sessions) do
   end
 end
 
--- 3. write: nothing above wrote, so a failing read (e.g. WRONGTYPE) leaves no trace
+-- 3. counters: read every hash's current values (still no write), then add
+local sets = {}
+for key, h in pairs(inc) do
+  local fields = {}
+  for f, n in pairs(h) do if n ~= 0 then fields[#fields + 1] = f end end
+  local flat = {}
+  for s = 1, #fields, 1000 do
+    local chunk = {unpack(fields, s, math.min(s + 999, #fields))}
+    local cur = redis.call('HMGET', key, unpack(chunk))
+    for k, f in ipairs(chunk) do
+      local v = h[f]
+      if cur[k] then  -- as HINCRBY would: a non-integer value fails the batch
+        v = v + (tonumber(cur[k]) or error('hash value is not an integer: ' .. key))
+      end
+      flat[#flat + 1] = f
+      flat[#flat + 1] = string.format('%d', v)
+    end
+  end
+  sets[#sets + 1] = {key, flat}
+end
+
+-- 4. write: nothing above wrote, so a failing read (e.g. WRONGTYPE) leaves no trace
 for _, w in ipairs(writes) do
   redis.call('HSET', w[1], unpack(w[2]))
   redis.call('EXPIRE', w[1], p.sttl)
 end
-
--- the accumulated deltas, once per key
-for key, h in pairs(inc) do
-  for f, n in pairs(h) do
-    if n ~= 0 then redis.call('HINCRBY', key, f, n) end
-  end
+for _, w in ipairs(sets) do
+  local key, flat = w[1], w[2]
+  for s = 1, #flat, 2000 do redis.call('HSET', key, unpack(flat, s, math.min(s + 1999, #flat))) end
   redis.call('EXPIREAT', key, exp[key])
 end
-for key, l in pairs(pf) do
-  for s = 1, #l, 1000 do redis.call('PFADD', key, unpack(l, s, math.min(s + 999, #l))) end
-  redis.call('EXPIREAT', key, exp[key])
+for key, l in pairs(pf) do pfl[#pfl + 1] = {key, exp[key], l} end
+for _, h in ipairs(pfl) do
+  local l = h[3]
+  for s = 1, #l, 1000 do redis.call('PFADD', h[1], unpack(l, s, math.min(s + 999, #l))) end
+  redis.call('EXPIREAT', h[1], h[2])
 end
 for _, lv in ipairs(p.live) do
   local z, top = {}, 0
@@ -182,9 +226,9 @@ end
 for set, l in pairs(by_set) do
   for s = 1, #l, 1000 do redis.call('SADD', set, unpack(l, s, math.min(s + 999, #l))) end
   local hour = tonumber(string.sub(set, #KEYS[2] + 1))
-  redis.call('EXPIREAT', set, hour * 3600 + 3600 + tonumber(ARGV[3]))
+  redis.call('EXPIREAT', set, hour * 3600 + 3600 + tonumber(ARGV[2]))
 end
-for s = 1, #acks, 1000 do
-  redis.call('XACK', KEYS[1], ARGV[1], unpack(acks, s, math.min(s + 999, #acks)))
+for s = ACKS, ACKS + nacks - 1, 1000 do
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, s, math.min(s + 999, ACKS + nacks - 1)))
 end
 return {1}
