@@ -422,7 +422,7 @@ class Bench:
         ]
         if workers > 1:
             cmd += ["--workers", str(workers)]
-        env = {"FOOTFALL_TRACKING": "on" if tracking else "off"}
+        env = {"FOOTFALL_TRACKING": "on" if tracking else "off", "FOOTFALL_COOKIE_SECRET": loadgen.BENCH_COOKIE_SECRET}
         svc = Service(
             name,
             cmd,

@@ -49,9 +49,14 @@ REFERERS = ("https://www.google.com/", "https://news.example.org/article/12", ""
 MIX_SIZE = 10
 
 
+# The cookie-signing secret the benchmark gives Footfall (FOOTFALL_COOKIE_SECRET), so
+# the sessions minted here verify there, as a returning visitor's would.
+BENCH_COOKIE_SECRET = "footfall-benchmark-cookie-secret"
+
+
 def returning_visitor_cookie() -> str:
-    """A Cookie header Footfall accepts as a live session (minted now with the default
-    settings, valid for the session idle time), plus two foreign cookies.
+    """A Cookie header Footfall accepts as a live session (minted now with
+    :data:`BENCH_COOKIE_SECRET`, valid for the session idle time), plus two foreign cookies.
 
     Falls back to :data:`COOKIE` (well-formed but unverifiable) when
     ``proxy.identity`` cannot be imported.
@@ -61,7 +66,7 @@ def returning_visitor_cookie() -> str:
         from proxy.settings import IdentitySettings
     except ImportError:
         return COOKIE
-    ident = CookieIdentity(IdentitySettings()).resolve(None, now=time.time(), pageview=True, secure=False, denied=False)
+    ident = CookieIdentity(IdentitySettings(cookie_secret=BENCH_COOKIE_SECRET)).resolve(None, now=time.time(), pageview=True, secure=False, denied=False)
     own = "; ".join(c.split(";", 1)[0] for c in ident.set_cookies)
     return f"{own}; _pk_id=1a2b3c; theme=dark"
 

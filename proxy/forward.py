@@ -185,8 +185,10 @@ class Forwarder:
                     reason=upstream_response.reason,
                     headers=downstream_response_headers(upstream_response.headers),
                 )
-                content_type = upstream_response.content_type if "Content-Type" in upstream_response.headers else None
                 if self._sink is not None:
+                    # The media type by hand: aiohttp's content_type parses parameters too.
+                    ctype = upstream_response.headers.get("Content-Type")
+                    content_type = ctype.partition(";")[0].strip().lower() if ctype else None
                     pageview = is_pageview(method, headers, status, content_type)
                     identity = self._identity(headers, ts, pageview, scheme == "https")
                     if identity is not None:
