@@ -7,7 +7,10 @@ both together. The collector's own CPU time is reported too: Redis runs in its
 own process (on the other core of a 2-core box), the figure that matters for
 "one collector core" is events per collector-CPU-second.
 
-    .venv/bin/python load_tests/bench_collectors.py [N [BATCH_SIZE]]
+    .venv/bin/python load_tests/bench_collectors.py [N [BATCH_SIZE [GROUPS]]]
+
+GROUPS is ``analytics``, ``performance`` or ``all`` (both in one process); by
+default each of the three is run in turn.
 """
 
 from __future__ import annotations
@@ -99,8 +102,10 @@ async def run(which: frozenset[str], n: int, batch_size: int = 500) -> tuple[flo
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     batch_size = int(sys.argv[2]) if len(sys.argv) > 2 else 500
-    for which in (frozenset({"analytics"}), frozenset({"performance"}),
-                  frozenset({"analytics", "performance"})):  # fmt: skip
+    runs = {"analytics": frozenset({"analytics"}), "performance": frozenset({"performance"}),
+            "all": frozenset({"analytics", "performance"})}  # fmt: skip
+    chosen = [runs[sys.argv[3]]] if len(sys.argv) > 3 else list(runs.values())
+    for which in chosen:
         wall, cpu = asyncio.run(run(which, n, batch_size))
         print(f"{'+'.join(sorted(which)):24s} {n} events: {wall:9,.0f} events/s wall, "
               f"{cpu:9,.0f} events per collector CPU-second")

@@ -66,7 +66,8 @@ def returning_visitor_cookie() -> str:
         from proxy.settings import IdentitySettings
     except ImportError:
         return COOKIE
-    ident = CookieIdentity(IdentitySettings(cookie_secret=BENCH_COOKIE_SECRET)).resolve(None, now=time.time(), pageview=True, secure=False, denied=False)
+    identity = CookieIdentity(IdentitySettings(cookie_secret=BENCH_COOKIE_SECRET))
+    ident = identity.resolve(None, now=time.time(), pageview=True, secure=False, denied=False)
     own = "; ".join(c.split(";", 1)[0] for c in ident.set_cookies)
     return f"{own}; _pk_id=1a2b3c; theme=dark"
 
