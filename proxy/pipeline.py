@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-YIELD_EVERY = 32  # events built between yields to the loop (~0.3 ms of CPU)
+YIELD_EVERY = 16  # events built between yields to the loop (~0.2 ms of CPU)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
