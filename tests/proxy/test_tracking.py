@@ -252,3 +252,29 @@ async def test_proxy_metrics_count_every_request(upstream_factory, proxy_factory
     assert "footfall_events_published_total 10.0" in text
     bytes_line = next(line for line in text.splitlines() if line.startswith("footfall_http_response_bytes_total{"))
     assert float(bytes_line.split()[-1]) == 7 * len("<html><body>" + "x" * 500 + "</body></html>") + 3 * len("body{}")
+
+
+async def test_cookieless_mode_sets_no_cookie_and_keeps_the_session(
+    upstream_factory, proxy_factory, redis_server, redis_client
+) -> None:
+    upstream = await upstream_factory(site_app())
+    proxy = await proxy_factory(
+        {"upstreams": [upstream], "identity.mode": "cookieless"}, redis_url=redis_server.url
+    )
+    async with browser() as client:
+        for path in ("/", "/about", "/static/app.css"):
+            async with client.get(f"http://127.0.0.1:{proxy.port}{path}", headers=NAV) as resp:
+                assert "Set-Cookie" not in resp.headers
+                await resp.read()
+        async with client.get(
+            f"http://127.0.0.1:{proxy.port}/", headers={**NAV, "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"}
+        ) as resp:
+            await resp.read()
+    first, second, asset, other = await events(redis_client, 4)
+    assert first["visitor"] == second["visitor"] == asset["visitor"]  # same IP + UA + day
+    assert first["session"] == second["session"] == asset["session"]
+    assert first["new_visitor"] and first["new_session"] and not second["new_session"]
+    assert other["visitor"] != first["visitor"]  # another browser on the same IP
+    assert first["visitor"] and len(first["visitor"]) == 32  # keyed BLAKE2b, hex
+    salts = await redis_client.keys("footfall:cl:salt:*")
+    assert len(salts) == 1 and len(await redis_client.get(salts[0])) == 16  # today's random salt
