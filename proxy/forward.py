@@ -36,7 +36,7 @@ from proxy.identity import CookieIdentity, consent_denied
 from proxy.metrics import ProxyMetrics
 from proxy.settings import Settings
 from proxy.upstreams import UpstreamMap
-from proxy.watchdog import Watchdog
+from proxy.watchdog import Watch, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +142,14 @@ class Forwarder:
             return await self._websocket(request, url, up_headers, ts, t0, site, ip, peer_trusted, scheme, trace_id)
 
         method = request.method
-        data: Any = None
-        if request.body_exists:
-            data = self._count_body(request) if length is None else request.content
         status, bytes_out, content_type, upstream_ms, error = 502, 0, None, None, None
         response: web.StreamResponse
         pageview = False
         identity = None
         watch = self._watchdog.watch()
+        # A body is relayed chunk by chunk; the Content-Length header, when the client
+        # sent one, passes upstream unchanged, so no chunked encoding is introduced.
+        data = self._relay_body(request, watch) if request.body_exists else None
         try:
             t_up = time.perf_counter()
             try:
@@ -248,14 +248,17 @@ class Forwarder:
         denied = consent_denied(headers.get("Sec-GPC"), headers.get("DNT"), self._identity_settings)
         return self._cookies.resolve(headers.get("Cookie"), now=now, pageview=pageview, secure=secure, denied=denied)
 
-    async def _count_body(self, request: web.BaseRequest) -> AsyncIterator[bytes]:
-        """Relay a body of unknown length, refusing it once past the limit."""
+    async def _relay_body(self, request: web.BaseRequest, watch: Watch) -> AsyncIterator[bytes]:
+        """Relay the request body, refusing it once past the limit; every chunk counts
+        as progress for the watchdog, so a long upload is not a silent upstream."""
         seen = 0
         content = request.content
+        now = self._watchdog.now
         while chunk := await content.readany():
             seen += len(chunk)
             if seen > self._max_body:
                 raise BodyTooLarge()
+            watch.since = now()
             yield chunk
 
     async def _websocket(

@@ -80,6 +80,22 @@ async def test_forwards_method_path_query_body_and_headers(upstream_factory, pro
     assert hdrs["X-Forwarded-Proto"] == "http"
     assert hdrs["X-Forwarded-Host"] == f"127.0.0.1:{proxy.port}"
     assert hdrs["traceparent"].startswith("00-") and len(hdrs["traceparent"]) == 55
+    assert hdrs["Content-Length"] == "5000" and "Transfer-Encoding" not in hdrs  # framing kept
+
+
+async def test_a_slow_upload_is_progress_not_a_silent_upstream(upstream_factory, proxy_factory) -> None:
+    upstream = await upstream_factory(echo_app())
+    proxy = await proxy_factory({"upstreams": [upstream], "limits.upstream_read_timeout_seconds": 0.3})
+
+    async def trickle():
+        for _ in range(8):  # 0.8 s in all, well past the 0.3 s read deadline
+            await asyncio.sleep(0.1)
+            yield b"y" * 100
+
+    async with aiohttp.ClientSession() as client:
+        async with client.post(f"http://127.0.0.1:{proxy.port}/up", data=trickle()) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["body_len"] == 800
 
 
 async def test_compressed_response_passes_untouched(upstream_factory, proxy_factory) -> None:
