@@ -6,6 +6,16 @@ the per-event cost is a few dict updates. Session-level facts (entry page,
 bounce, duration, exit page, first-touch attribution, goals, funnels) need the
 session's stored state and are left to the script: the delta carries one
 summary per session seen in the batch.
+
+Acquisition dimensions (:data:`ACQUISITION`: referrer source and medium, channel,
+UTM source, medium and campaign) are session-scoped: a pageview counts under its
+session's first-touch values, which only the script knows for a session started
+in an earlier batch. So a session's pageviews are folded per minute into its
+summary (``m``: minute, pageviews, errors, campaign latency histogram) and the
+script resolves them; only pageviews without a session are counted under their
+own values here. The script also adds a session's visitor to the site's visitors
+(``:v``) and to its acquisition values' visitors only once per bucket, noting in
+the session state which buckets it has already added it to.
 """
 
 from __future__ import annotations
@@ -17,6 +27,12 @@ from typing import Any
 from collectors.analytics.keys import RESOLUTIONS, latency_index
 from collectors.analytics.matcher import Matcher
 from collectors.events import NONE, Event, dimensions, is_error, text
+
+# Indices in :func:`collectors.events.dimensions` of the session-scoped dimensions
+# (referrer_source .. utm_campaign) and of the per-pageview ones.
+ACQUISITION = range(1, 7)
+PER_PAGEVIEW = (0, 7, 8, 9, 10)
+CAMPAIGN = 6
 
 
 @dataclass(slots=True)
@@ -42,6 +58,8 @@ class _Session:
     fallback: dict[str, str] = field(default_factory=dict)  # channel/campaign w/o pageview
     goals: list[tuple[float, str]] = field(default_factory=list)
     steps: list[tuple[float, str, int]] = field(default_factory=list)
+    # per minute: [pageviews, errors, {campaign latency index: n}], resolved in Lua
+    acq: dict[int, list[Any]] = field(default_factory=dict)
 
 
 def _session_attrs(dims: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -95,7 +113,8 @@ def aggregate(
                                   "utm_campaign": dimensions(e)[6][1]}  # fmt: skip
             continue
         m.totals["pv"] += 1
-        if vi is not None:
+        sid = sid if isinstance(sid, str) and sid else None
+        if vi is not None and sid is None:  # a session's visitor: the script adds it
             m.visitors.add(vi)
         dims = dimensions(e)
         err = is_error(e)
@@ -103,11 +122,13 @@ def aggregate(
             m.totals["err"] += 1
         duration = e.get("duration_ms")
         li = latency_index(duration) if isinstance(duration, int | float) else None
-        for dv in dims:
+        for j in range(11) if sid is None else PER_PAGEVIEW:
+            dv = dims[j]
             m.dims[dv] += 1
             if vi is not None:
                 m.dim_visitors[dv].add(vi)
-        for dv in (dims[0], dims[6]):
+        for j in (0, CAMPAIGN) if sid is None else (0,):
+            dv = dims[j]
             if err:
                 m.errors[dv] += 1
             if li is not None:
@@ -124,6 +145,14 @@ def aggregate(
             s.goals.extend((ts, g) for g in goals)
         for funnel, step in matcher.steps(path):
             s.steps.append((ts, funnel, step))
+        if sid is not None:
+            a = s.acq.get(int(ts // 60))
+            if a is None:
+                a = s.acq[int(ts // 60)] = [0, 0, defaultdict(int)]
+            a[0] += 1
+            a[1] += err
+            if li is not None:
+                a[2][li] += 1
     return _payload(minutes, sessions, live, vindex, prefix, retention, session_ttl)
 
 
@@ -146,7 +175,8 @@ class Delta:
     """One batch's arguments for :data:`collectors.analytics.store.APPLY_LUA`.
 
     ``header`` (sent as JSON): prefix, resolutions, session TTL, visitor ids, one
-    summary per session, live visitors. ``flat`` is a run of plain arguments the
+    summary per session (with its pageviews per minute, ``m``, for the script to
+    count under the session's first touch), live visitors. ``flat`` is a run of plain arguments the
     script reads positionally, without decoding: per (site, minute) of the batch
     (``groups`` of them) ``base, expire-at`` for each resolution, the number of
     counter hashes and of HyperLogLogs, then per hash ``suffix, field count, field,
@@ -209,6 +239,8 @@ def _payload(
             "g": [g for _, g in sorted(s.goals)] if s.goals else [],
             "gt": [t for t, _ in sorted(s.goals)] if s.goals else [],
             "f": [[f, i] for _, f, i in sorted(s.steps)] if s.steps else [],
+            "m": [[minute, a[0], a[1], [x for li, n in a[2].items() for x in (li, n)]]
+                  for minute, a in s.acq.items()],
         })  # fmt: skip
     header = {
         "prefix": prefix,

@@ -57,7 +57,13 @@ local function buckets(site, ts)  -- {base, expire-at} per resolution
 end
 
 -- the batch's counters and visitor sets: each delta to the minute, hour and day key
-local pfl = {}  -- {key, expire-at, visitors}; a key may repeat (PFADD is idempotent)
+-- visitor lists per HyperLogLog, merged so each key gets one PFADD and one EXPIREAT
+local pfl, pfo = {}, {}  -- key -> {expire-at, list, list, ...}; keys in first-seen order
+local function pfm(key, t, l)
+  local e = pfl[key]
+  if not e then e = {t}; pfl[key] = e; pfo[#pfo + 1] = key end
+  e[#e + 1] = l
+end
 for _ = 1, ngroups do
   local bases = {}
   for r = 1, #RES do bases[r] = {ARGV[at], ARGV[at + 1]}; at = at + 2 end
@@ -77,18 +83,36 @@ for _ = 1, ngroups do
     local l = {}
     for j = at + 2, at + n + 1 do l[#l + 1] = V[tonumber(ARGV[j])] end
     at = at + n + 2
-    for _, b in ipairs(bases) do pfl[#pfl + 1] = {b[1] .. suffix, b[2], l} end
+    for _, b in ipairs(bases) do pfm(b[1] .. suffix, b[2], l) end
   end
 end
 
--- 2. sessions: entry/exit, bounce, duration, first-touch goals, funnels (reads only)
+-- 2. sessions: entry/exit, bounce, duration, first-touch goals, funnels, and the
+-- session-scoped acquisition dimensions (reads only)
+-- {dimension, session-state field}: a session's pageviews count under its first touch
+local ACQ = {{'referrer_source', 'rs'}, {'referrer_medium', 'rm'}, {'channel', 'ch'},
+             {'utm_source', 'us'}, {'utm_medium', 'um'}, {'utm_campaign', 'cp'}}
+local acq, acql = {}, {}  -- folded per (site, minute, attribution): few distinct ones
+-- Session state: one MessagePack string per session (doubles kept exact), read with
+-- one MGET. A miss may be a hash written by an earlier version: read that instead.
+local skeys, states = {}, {}
+for _, s in ipairs(p.sessions) do if s.k ~= '' then skeys[#skeys + 1] = s.k end end
+for j = 1, #skeys, 1000 do
+  local got = redis.call('MGET', unpack(skeys, j, math.min(j + 999, #skeys)))
+  for k = 1, #got do
+    local key = skeys[j + k - 1]
+    if got[k] then
+      states[key] = cmsgpack.unpack(got[k])
+    else
+      local cur, st = redis.call('HGETALL', key), {}
+      for f = 1, #cur, 2 do st[cur[f]] = cur[f + 1] end
+      states[key] = st
+    end
+  end
+end
 local writes = {}
 for _, s in ipairs(p.sessions) do
-  local st = {}
-  if s.k ~= '' then
-    local cur = redis.call('HGETALL', s.k)
-    for j = 1, #cur, 2 do st[cur[j]] = cur[j + 1] end
-  end
+  local st = s.k ~= '' and states[s.k] or {}
   local dirty = false
   local sb = nil
   if s.n > 0 and s.k ~= '' and st.st == nil then
@@ -105,8 +129,8 @@ for _, s in ipairs(p.sessions) do
         pfa(b[1] .. ':u:exit_page:' .. s.x, b[2], s.v)
       end
     end
-    st.st, st.lt, st.n, st.xp = s.first, s.last, s.n, s.x
-    st.ch, st.cp, st.ep = s.a.channel, s.a.utm_campaign, s.a.entry_page
+    st.st, st.lt, st.n, st.xp, st.ep = s.first, s.last, s.n, s.x, s.a.entry_page
+    for _, d in ipairs(ACQ) do st[d[2]] = s.a[d[1]] end
     dirty = true
   elseif s.n > 0 and st.st ~= nil then
     sb = buckets(s.site, tonumber(st.st))
@@ -118,6 +142,8 @@ for _, s in ipairs(p.sessions) do
         if s.x ~= st.xp then
           add(b[1] .. ':d:exit_page', b[2], 's:' .. st.xp, -1)
           add(b[1] .. ':d:exit_page', b[2], 's:' .. s.x, 1)
+          -- an HLL cannot forget: the visitor also stays on the page it left
+          if s.v > 0 then pfa(b[1] .. ':u:exit_page:' .. s.x, b[2], s.v) end
         end
       end
     end
@@ -166,13 +192,56 @@ for _, s in ipairs(p.sessions) do
       end
     end
   end
-  if dirty and s.k ~= '' then
-    local flat = {}
-    for f, v in pairs(st) do
-      flat[#flat + 1] = f
-      flat[#flat + 1] = type(v) == 'number' and string.format('%.17g', v) or v
+  if #s.m > 0 and st.st ~= nil then
+    local vals = {}  -- first touch (a state written before these fields: this batch's)
+    for d, f in ipairs(ACQ) do
+      vals[d] = st[f[2]] or s.a[f[1]] or '(none)'
+      st[f[2]] = vals[d]
     end
-    writes[#writes + 1] = {s.k, flat}
+    local tag = table.concat(vals, '\0')
+    for _, c in ipairs(s.m) do
+      local k = s.site .. '\0' .. c[1] .. '\0' .. tag
+      local a = acq[k]
+      if not a then
+        local vis = {}
+        for r = 1, #RES do vis[r] = {} end
+        a = {s.site, c[1], vals, 0, 0, {}, vis}
+        acq[k] = a; acql[#acql + 1] = a
+      end
+      a[4], a[5] = a[4] + c[2], a[5] + c[3]
+      local lat = a[6]
+      for j = 1, #c[4], 2 do lat[c[4][j]] = (lat[c[4][j]] or 0) + c[4][j + 1] end
+      if s.v > 0 then
+        -- The visitor's HyperLogLogs for these values (and :v) already hold it when
+        -- the session added it to the same bucket before (st.u<res>): skip the PFADD.
+        for r, res in ipairs(RES) do
+          local b, f = math.floor(c[1] * 60 / res[2]) * res[2], 'u' .. res[1]
+          if st[f] ~= b then
+            st[f] = b
+            a[7][r][#a[7][r] + 1] = V[s.v]
+          end
+        end
+      end
+    end
+  end
+  if dirty and s.k ~= '' then writes[#writes + 1] = {s.k, cmsgpack.pack(st)} end
+end
+
+-- the acquisition deltas: each (site, minute, attribution) to its minute, hour, day keys
+for _, a in ipairs(acql) do
+  local vals, pv, err, lat, vis = a[3], a[4], a[5], a[6], a[7]
+  for r, b in ipairs(buckets(a[1], a[2] * 60)) do
+    local rvis = vis[r]
+    if #rvis > 0 then pfm(b[1] .. ':v', b[2], rvis) end
+    for d, f in ipairs(ACQ) do
+      local key = b[1] .. ':d:' .. f[1]
+      add(key, b[2], 'pv:' .. vals[d], pv)
+      if err > 0 and d == 6 then add(key, b[2], 'e:' .. vals[d], err) end  -- campaign error rate
+      if #rvis > 0 then pfm(b[1] .. ':u:' .. f[1] .. ':' .. vals[d], b[2], rvis) end
+    end
+    for li, n in pairs(lat) do
+      add(b[1] .. ':l:utm_campaign', b[2], string.format('%d', li) .. ':' .. vals[6], n)
+    end
   end
 end
 
@@ -198,20 +267,25 @@ for key, h in pairs(inc) do
 end
 
 -- 4. write: nothing above wrote, so a failing read (e.g. WRONGTYPE) leaves no trace
-for _, w in ipairs(writes) do
-  redis.call('HSET', w[1], unpack(w[2]))
-  redis.call('EXPIRE', w[1], p.sttl)
-end
+for _, w in ipairs(writes) do redis.call('SET', w[1], w[2], 'EX', p.sttl) end
+-- A key is only ever created here, together with its EXPIREAT: when a write creates
+-- nothing (HSET adds no field, PFADD alters no register), the key already has it.
 for _, w in ipairs(sets) do
-  local key, flat = w[1], w[2]
-  for s = 1, #flat, 2000 do redis.call('HSET', key, unpack(flat, s, math.min(s + 1999, #flat))) end
-  redis.call('EXPIREAT', key, exp[key])
+  local key, flat, new = w[1], w[2], 0
+  for s = 1, #flat, 2000 do new = new + redis.call('HSET', key, unpack(flat, s, math.min(s + 1999, #flat))) end
+  if new > 0 then redis.call('EXPIREAT', key, exp[key]) end
 end
-for key, l in pairs(pf) do pfl[#pfl + 1] = {key, exp[key], l} end
-for _, h in ipairs(pfl) do
-  local l = h[3]
-  for s = 1, #l, 1000 do redis.call('PFADD', h[1], unpack(l, s, math.min(s + 999, #l))) end
-  redis.call('EXPIREAT', h[1], h[2])
+for key, l in pairs(pf) do pfm(key, exp[key], l) end
+for _, key in ipairs(pfo) do
+  local e = pfl[key]
+  local l = e[2]
+  if #e > 2 then  -- a key may get the same visitor twice: PFADD is idempotent
+    l = {}
+    for j = 2, #e do for _, v in ipairs(e[j]) do l[#l + 1] = v end end
+  end
+  local changed = 0
+  for s = 1, #l, 1000 do changed = changed + redis.call('PFADD', key, unpack(l, s, math.min(s + 999, #l))) end
+  if changed > 0 then redis.call('EXPIREAT', key, e[1]) end
 end
 for _, lv in ipairs(p.live) do
   local z, top = {}, 0

@@ -13,7 +13,10 @@ Unix seconds), under ``<prefix>:a:<site>:<res>:<bucket>``:
 - ``:gu:<goal>``       HLL   converters
 - ``:f``               hash  ``<funnel>:<step>`` sessions reaching step (session start bucket)
 
-Plus ``<prefix>:a:<site>:s:<session>`` (session state), ``<prefix>:a:<site>:live``
+Plus ``<prefix>:a:<site>:s:<session>`` (session state: one MessagePack string of
+start, last, pageviews, entry and exit page, first-touch attribution, goals and
+funnel steps reached, the last bucket per resolution its visitor was added to; a
+hash before), ``<prefix>:a:<site>:live``
 (zset visitor → last seen) and ``<prefix>:a:seen:<hour>`` (applied event ids).
 Every bucket key expires at bucket end + retention (EXPIREAT), so replaying old
 data never resurrects expired buckets for long.

@@ -209,6 +209,10 @@ class Ev:
         }[name]  # fmt: skip
 
 
+# Session-scoped: every pageview of a session counts under its first pageview's value
+# (docs/collectors.md, "Attribution"); the other dimensions are the pageview's own.
+ACQUISITION = frozenset({"referrer_source", "channel", "utm_campaign"})
+
 GOAL_RULES: dict[str, Callable[[Ev], bool]] = {
     "purchase": lambda e: e.hit.method == "POST" and e.hit.path == "/checkout" and e.hit.status == 303,
     "cart": lambda e: e.pageview and e.hit.path == "/cart",
@@ -249,6 +253,12 @@ class Model:
     def converted(self, sess: tuple[str, int]) -> bool:
         return any(rule(e) for e in self.humans if e.sess == sess for rule in GOAL_RULES.values())
 
+    def dim(self, e: Ev, name: str) -> str:
+        """``e``'s value of dimension ``name``: its session's first touch for acquisition."""
+        if name in ACQUISITION and e.sess is not None:
+            return self.sessions[e.sess][0].dim(name)
+        return e.dim(name)
+
     def visitors(self) -> int:
         return len({e.who for e in self.pageviews if e.who})
 
@@ -268,12 +278,12 @@ class Model:
     def breakdown(self, dim: str) -> list[tuple[str, int, int, int]]:
         """``(value, pageviews, sessions, visitors)`` as the API orders them (pageviews desc,
         value). Sessions are first-touch; ``page`` has none (that is ``entry_page``)."""
-        pv: Counter[str] = Counter(e.dim(dim) for e in self.pageviews)
+        pv: Counter[str] = Counter(self.dim(e, dim) for e in self.pageviews)
         first: Counter[str] = Counter(s[0].dim(dim) for s in self.sessions.values())
         who: dict[str, set[str]] = defaultdict(set)
         for e in self.pageviews:
             if e.who:
-                who[e.dim(dim)].add(e.who)
+                who[self.dim(e, dim)].add(e.who)
         rows = [(v, pv[v], 0 if dim == "page" else first[v], len(who[v])) for v in pv]
         return sorted(rows, key=lambda r: (-r[1], r[0]))
 
@@ -288,6 +298,11 @@ class Model:
             row[2] += self.converted(sess) if which == "entry_page" else 0
         out = [(v, r[0], len(r[1]), r[2]) for v, r in rows.items()]
         return sorted(out, key=lambda r: (-r[1], r[0]))
+
+    def session_viewers(self, page: str) -> int:
+        """Visitors with a session that viewed ``page``: the most an exit page's visitors
+        can be, a session's earlier pages having been its exit between two applies."""
+        return len({s[0] for s, pvs in self.sessions.items() if any(route_of(e.hit.path) == page for e in pvs)})
 
     def goals(self) -> list[dict[str, Any]]:
         """Per goal; ``converters`` is an HLL estimate, ``conversion_rate`` derives from it."""
@@ -328,8 +343,8 @@ class Model:
     def performance(self, dim: str) -> list[dict[str, Any]]:
         """/api/v1/pages/performance without the percentiles: sessions and conversions are
         landing-page sessions for ``page``, first-touch sessions for ``utm_campaign``."""
-        pv: Counter[str] = Counter(e.dim(dim) for e in self.pageviews)
-        err: Counter[str] = Counter(e.dim(dim) for e in self.pageviews if e.error)
+        pv: Counter[str] = Counter(self.dim(e, dim) for e in self.pageviews)
+        err: Counter[str] = Counter(self.dim(e, dim) for e in self.pageviews if e.error)
         first = {s: pvs[0].dim(dim) for s, pvs in self.sessions.items()}
         sessions = Counter(first.values())
         conv = Counter(v for s, v in first.items() if self.converted(s))

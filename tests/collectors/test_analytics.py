@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from tests.collectors.conftest import ServiceFactory, drained
-from tests.collectors.factory import T0, event, xadd_events
+from tests.collectors.factory import T0, event, google_ad, xadd_events
 from tests.collectors.population import SITE, population
 
 START, END = int(T0), int(T0) + 3600
@@ -28,11 +28,13 @@ async def test_population_totals_breakdowns_goals_funnel(
     # A minute-bucket cover: [T0, T0+2min) holds A's / and /cart, B's / and C's first post.
     assert (await q.stats(SITE, START, START + 120))["pageviews"] == 4
 
+    # Acquisition is session-scoped: A's four pageviews (one tagged "Internal", two
+    # Direct) all count under A's first touch, Paid Search; B's two sessions are Direct.
     channels = {r["value"]: r for r in await q.breakdown(SITE, START, END, "channel", 10)}
-    assert channels["Direct"] == {"value": "Direct", "pageviews": 5, "visitors": 2, "sessions": 2}
-    assert channels["Paid Search"] == {"value": "Paid Search", "pageviews": 1, "visitors": 1,
+    assert channels["Direct"] == {"value": "Direct", "pageviews": 3, "visitors": 1, "sessions": 2}
+    assert channels["Paid Search"] == {"value": "Paid Search", "pageviews": 4, "visitors": 1,
                                        "sessions": 1}  # fmt: skip
-    assert channels["Internal"]["sessions"] == 0  # not a first touch
+    assert "Internal" not in channels  # not a first touch
     assert channels["Organic Social"]["pageviews"] == 3
 
     entry = await q.breakdown(SITE, START, END, "entry_page", 10)
@@ -114,3 +116,61 @@ async def test_current_visitors_and_sessionless_pageviews(
     assert await service.query.current_visitors(SITE, now) == 2
     stats = await service.query.stats(SITE, int(now) - 3600, int(now) + 60)
     assert (stats["pageviews"], stats["visitors"], stats["sessions"]) == (4, 3, 3)
+
+
+async def test_every_key_written_expires(redis_client: aioredis.Redis, start_service: ServiceFactory) -> None:
+    """EXPIREAT is skipped when a write created nothing; no key may be left without a TTL."""
+    await xadd_events(redis_client, population())
+    await xadd_events(redis_client, population())  # new ids, same keys: the skip path
+    await start_service(frozenset({"analytics"}), batch_size=3)
+    await drained(redis_client, ("analytics",))
+    keys = [k async for k in redis_client.scan_iter("footfall:a:*")]
+    assert len(keys) > 100
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for k in keys:
+            pipe.ttl(k)
+        ttls = await pipe.execute()
+    assert [k for k, t in zip(keys, ttls, strict=True) if t <= 0] == []
+
+
+async def test_session_state_left_as_a_hash_by_an_earlier_version(
+    redis_client: aioredis.Redis, start_service: ServiceFactory
+) -> None:
+    """Session state was a hash; a session in progress at the upgrade continues it
+    (not a new session) under its stored first touch, and is rewritten as a string."""
+    key = f"footfall:a:{SITE}:s:s-old"
+    await redis_client.hset(key, mapping={"st": T0, "lt": T0, "n": 1, "xp": "/", "ep": "/",
+                                          "ch": "Paid Search", "cp": "spring"})  # fmt: skip
+    await redis_client.expire(key, 7200)
+    await xadd_events(redis_client, [event(ts=T0 + 60, path="/cart", session="s-old")])
+    service = await start_service(frozenset({"analytics"}))
+    await drained(redis_client, ("analytics",))
+    channels = await service.query.breakdown(SITE, START, END, "channel", 10)
+    assert [(r["value"], r["pageviews"], r["sessions"]) for r in channels] == [("Paid Search", 1, 0)]
+    campaigns = await service.query.breakdown(SITE, START, END, "utm_campaign", 10)
+    assert [(r["value"], r["pageviews"]) for r in campaigns] == [("spring", 1)]
+    assert await redis_client.type(key) == b"string"
+
+
+async def test_session_visitor_counted_in_every_bucket_it_reaches(
+    redis_client: aioredis.Redis, start_service: ServiceFactory
+) -> None:
+    """The script adds a session's visitor once per bucket (noted in the session state):
+    a session crossing an hour, in batches of one, counts its visitor in both hours,
+    under its first touch."""
+    await xadd_events(redis_client, [
+        google_ad(ts=T0 + 3000, visitor="vX", session="sX"),
+        event(ts=T0 + 3300, path="/a", visitor="vX", session="sX"),  # same buckets: skipped
+        event(ts=T0 + 3610, path="/b", visitor="vX", session="sX"),  # the next hour
+    ])  # fmt: skip
+    service = await start_service(frozenset({"analytics"}), batch_size=1)
+    await drained(redis_client, ("analytics",))
+    q = service.query
+    for start, end, pageviews in ((START, END, 2), (END, END + 3600, 1), (START, END + 3600, 3)):
+        assert (await q.stats(SITE, start, end))["visitors"] == 1, (start, end)
+        rows = await q.breakdown(SITE, start, end, "channel", 5)
+        assert [(r["value"], r["pageviews"], r["visitors"]) for r in rows] == [("Paid Search", pageviews, 1)]
+        rows = await q.breakdown(SITE, start, end, "utm_campaign", 5)
+        assert [(r["value"], r["visitors"]) for r in rows] == [("spring", 1)]
+    minute = await q.stats(SITE, int(T0) + 3300, int(T0) + 3360)
+    assert (minute["pageviews"], minute["visitors"]) == (1, 1)

@@ -236,9 +236,11 @@ async def test_api_reports_the_population_exactly(run: Run) -> None:
         assert [(r["value"], r["sessions"], r.get("converted_sessions", 0)) for r in got] == [
             (value, sessions, converted) for value, sessions, _, converted in want
         ], dim
-        if dim == "entry_page":  # exit pages: see the xfail test below
-            for r, w in zip(got, want, strict=True):
+        for r, w in zip(got, want, strict=True):
+            if dim == "entry_page":
                 assert_unique(r["visitors"], w[2], (dim, r))
+            else:  # see test_exit_page_visitors_follow_the_exit
+                assert w[2] <= r["visitors"] <= model.session_viewers(w[0]), (dim, r)
 
     for got, want in zip((await run.get("goals"))["results"], model.goals(), strict=True):
         assert_unique(got["converters"], want.pop("converters"), got["goal"])
@@ -286,10 +288,14 @@ async def test_prometheus_holds_every_request(run: Run) -> None:
     assert sum(series("footfall_collector_events_dead_lettered", "_total", "group", "reason").values()) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collectors/analytics/apply.lua: when a later batch moves a session's exit page, the "
-    "sessions counter moves but the visitor is never added to the new exit page's HyperLogLog"))  # fmt: skip
 async def test_exit_page_visitors_follow_the_exit(run: Run) -> None:
+    """When a later batch moves a session's exit page, its visitor joins the new exit
+    page's visitors. A HyperLogLog cannot forget, so the visitor also stays on the page
+    the session left (docs/collectors.md): exit-page visitors are at least the visitors
+    whose sessions exited there, at most those whose sessions viewed the page. This test
+    consumes in batches of 4 while the traffic flows, so most clicks move an exit."""
     got = (await run.get("breakdown", dimension="exit_page", limit="50"))["results"]
     want = run.model.entry_exit("exit_page")
-    assert [(r["value"], r["visitors"]) for r in got] == [(w[0], w[2]) for w in want]
+    assert [r["value"] for r in got] == [w[0] for w in want]
+    for r, w in zip(got, want, strict=True):
+        assert w[2] <= r["visitors"] <= run.model.session_viewers(w[0]), r
