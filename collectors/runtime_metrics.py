@@ -10,7 +10,7 @@ Trimming: ``MAXLEN ~ N`` drops the oldest entries whatever the groups have read.
 than the group's last-delivered id, i.e. the group fell more than N entries
 behind and unread entries are being trimmed; ``footfall_collector_trimmed_unread_total``
 counts the pending entries found trimmed when claimed. Size N as
-peak events/s x the longest collector outage to ride out (see docs/collectors.md).
+peak events/s x the longest collector outage to ride out (see README.md "Collectors").
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Parts, one concern each:
 - :mod:`.data` — locating and reading the ``config/`` data files
 
 :class:`Enricher` composes them; ``proxy.event.EventBuilder`` calls it once per event
-in the publisher's flush task. Field meanings and channel rules: docs/enrichment.md.
+in the publisher's flush task. Field meanings and channel rules: README.md "Enrichment".
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Pure. Inputs are already classified: the referrer's medium, the category of the
 utm_source (looked up in ``config/referrers.json`` by name, alias or host), the
 utm medium and the click id's kind. Rules run top to bottom; the first match wins.
-The table in docs/enrichment.md mirrors :func:`channel`.
+The table in README.md "Enrichment" mirrors :func:`channel`.
 """
 
 from __future__ import annotations

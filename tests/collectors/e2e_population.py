@@ -2,7 +2,7 @@
 
 Pure. A population is data: visitors (a browser or a bot) with sessions of hits
 on a small shop. The expected analytics and performance numbers are derived
-from that data by the rules of docs/collectors.md, written independently of the
+from that data by the rules of README.md "Collectors", written independently of the
 collectors' code (no shared matcher, no shared aggregation): if both sides agree
 it is because the collectors do what the documentation says.
 """
@@ -210,7 +210,7 @@ class Ev:
 
 
 # Session-scoped: every pageview of a session counts under its first pageview's value
-# (docs/collectors.md, "Attribution"); the other dimensions are the pageview's own.
+# (README.md "Collectors", "Attribution"); the other dimensions are the pageview's own.
 ACQUISITION = frozenset({"referrer_source", "channel", "utm_campaign"})
 
 GOAL_RULES: dict[str, Callable[[Ev], bool]] = {

@@ -44,7 +44,7 @@ from tests.collectors.e2e_population import (
 )  # fmt: skip
 
 THINK = 0.25  # seconds a visitor reads a page before the next click
-HLL_ERROR = 0.0081  # Redis HyperLogLog's standard error (docs/collectors.md: ≈0.8 %)
+HLL_ERROR = 0.0081  # Redis HyperLogLog's standard error (README.md "Collectors": ≈0.8 %)
 NAV = {"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-User": "?1",
        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # fmt: skip
 FETCH = {
@@ -291,7 +291,7 @@ async def test_prometheus_holds_every_request(run: Run) -> None:
 async def test_exit_page_visitors_follow_the_exit(run: Run) -> None:
     """When a later batch moves a session's exit page, its visitor joins the new exit
     page's visitors. A HyperLogLog cannot forget, so the visitor also stays on the page
-    the session left (docs/collectors.md): exit-page visitors are at least the visitors
+    the session left (README.md "Collectors"): exit-page visitors are at least the visitors
     whose sessions exited there, at most those whose sessions viewed the page. This test
     consumes in batches of 4 while the traffic flows, so most clicks move an exit."""
     got = (await run.get("breakdown", dimension="exit_page", limit="50"))["results"]
