@@ -36,7 +36,7 @@ Errors are appended as ``"collectors.goals[0].path: message"``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,18 +168,27 @@ def _path(value: Any, path: str, errors: list[str]) -> str | None:
     return value
 
 
-def _goals(value: Any, path: str, errors: list[str]) -> tuple[Goal, ...]:
+def _tables(
+    value: Any, path: str, errors: list[str], keys: frozenset[str], section: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The well-formed tables of an array of tables, with their key paths; what is
+    malformed or unknown is reported in ``errors`` and skipped."""
     if not isinstance(value, list):
-        errors.append(f"{path}: must be a list of tables ([[collectors.goals]])")
-        return ()
-    out, seen = [], set[str]()
+        errors.append(f"{path}: must be a list of tables ([[collectors.{section}]])")
+        return
     for i, item in enumerate(value):
         p = f"{path}[{i}]"
         if not isinstance(item, Mapping):
             errors.append(f"{p}: must be a table")
             continue
-        for key in item.keys() - {"name", "path", "method", "status"}:
+        for key in sorted(item.keys() - keys):
             errors.append(f"{p}.{key}: unknown setting")
+        yield p, item
+
+
+def _goals(value: Any, path: str, errors: list[str]) -> tuple[Goal, ...]:
+    out, seen = [], set[str]()
+    for p, item in _tables(value, path, errors, frozenset({"name", "path", "method", "status"}), "goals"):
         name = _name(item, p, seen, errors)
         glob = _path(item.get("path"), f"{p}.path", errors)
         method = item.get("method")
@@ -198,17 +207,8 @@ def _goals(value: Any, path: str, errors: list[str]) -> tuple[Goal, ...]:
 
 
 def _funnels(value: Any, path: str, errors: list[str]) -> tuple[Funnel, ...]:
-    if not isinstance(value, list):
-        errors.append(f"{path}: must be a list of tables ([[collectors.funnels]])")
-        return ()
     out, seen = [], set[str]()
-    for i, item in enumerate(value):
-        p = f"{path}[{i}]"
-        if not isinstance(item, Mapping):
-            errors.append(f"{p}: must be a table")
-            continue
-        for key in item.keys() - {"name", "steps"}:
-            errors.append(f"{p}.{key}: unknown setting")
+    for p, item in _tables(value, path, errors, frozenset({"name", "steps"}), "funnels"):
         name = _name(item, p, seen, errors)
         steps = item.get("steps")
         if not isinstance(steps, list) or not 2 <= len(steps) <= 10:
