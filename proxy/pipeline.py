@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,7 +23,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-YIELD_EVERY = 16  # events built between yields to the loop (~0.2 ms of CPU)
+# Time the flush task may hold the event loop before yielding to request handlers.
+# A partial batch means the publisher is keeping up: stay out of the way. A full one
+# means a backlog is building: take a bigger share, or under saturation the buffer
+# only grows (measured: event delay p99 0.6 s and RSS growing with the backlog).
+SLICE_KEEPING_UP = 0.0005
+SLICE_BEHIND = 0.002
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -34,8 +40,10 @@ class EventPipeline:
         builder: EventBuilder,
         metrics: ProxyMetrics,
         cookieless: CookielessSessions | None = None,
+        batch_size: int = 256,
     ) -> None:
         self._builder = builder
+        self._batch_size = batch_size
         self._metrics = metrics
         self._cookieless = cookieless
         self._build_errors_logged = 0
@@ -51,7 +59,10 @@ class EventPipeline:
         # Counters are summed per batch and applied once per label set: a
         # prometheus-client inc() takes a lock, and most of a batch shares labels.
         counts: dict[tuple[Any, Any], list[int]] = {}
-        for i, ex in enumerate(batch):
+        slice_ = SLICE_BEHIND if len(batch) >= self._batch_size else SLICE_KEEPING_UP
+        clock = time.perf_counter
+        until = clock() + slice_
+        for ex in batch:
             try:
                 event = build(ex)
                 out.append(orjson.dumps(event))
@@ -62,8 +73,9 @@ class EventPipeline:
                     log.exception("could not build an event for %s %s", ex.method, ex.raw_path[:200])
                 continue
             observe(event, counts)
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
+            if clock() > until:
                 await asyncio.sleep(0)
+                until = clock() + slice_
         for (responses, response_bytes), (n, nbytes) in counts.items():
             responses.inc(n)
             response_bytes.inc(nbytes)

@@ -127,7 +127,9 @@ class ProxyWorker:
                 cookieless = CookielessSessions(
                     self._redis, prefix, s.identity, SaltStore(self._redis, prefix)
                 )
-            pipeline = EventPipeline(EventBuilder(s, self._enricher), self.metrics, cookieless)
+            pipeline = EventPipeline(
+                EventBuilder(s, self._enricher), self.metrics, cookieless, batch_size=s.publisher.batch_size
+            )
             self.publisher = Publisher(
                 redis_url=self.redis_url,
                 stream_key=s.redis.stream_key,
