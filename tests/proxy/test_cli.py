@@ -220,3 +220,34 @@ async def test_two_workers_share_the_port_and_report_one_metrics_page(
     entries = await redis_client.xrange("footfall:events")
     assert sorted(int(orjson.loads(f[b"event"])["query"]["n"]) for _, f in entries) == list(range(n))
     assert {p.name for p in (tmp_path / "spool").iterdir()} == {"worker-0", "worker-1"}
+
+
+async def test_ctrl_c_to_the_whole_group_drains_into_the_embedded_redis(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the group; the embedded Redis
+    must outlive the proxy's drain, so the events go to Redis, not to the spool."""
+    port, admin = free_port(), free_port()
+    config = tmp_path / "f.toml"  # events stay buffered until the signal comes
+    config.write_text("[publisher]\nbatch_size = 100000\nflush_interval_ms = 600000\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "demo", "--listen", f"127.0.0.1:{port}", "--config", str(config),
+         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d")],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        await wait_ready(admin, proc)
+        async with aiohttp.ClientSession() as client:
+            for _ in range(3):
+                async with client.get(f"http://127.0.0.1:{port}/", headers=NAV) as resp:
+                    assert resp.status == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr is not None
+    log = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert "publisher closed: 3 published, 0 spooled, 0 dropped" in log, log[-1500:]
+    assert "WARNING" not in log and "Traceback" not in log
