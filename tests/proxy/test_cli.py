@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from proxy.embedded import free_port
+from tests.proxy.processes import stop, wait_ready
 from tests.proxy.test_tracking import NAV, V1_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,26 +57,6 @@ def test_bad_flags_exit_2_with_the_field(args: list[str], message: str, tmp_path
     result = footfall(*args, "--data-dir", str(tmp_path), env={**os.environ, "FOOTFALL_UPSTREAM": ""})
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
-
-
-async def wait_ready(admin_port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as client:
-        while asyncio.get_running_loop().time() < deadline:
-            assert proc.poll() is None, "footfall exited early"
-            try:
-                async with client.get(f"http://127.0.0.1:{admin_port}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("footfall never became ready")
-
-
-async def stop(proc: subprocess.Popen[bytes]) -> int:
-    os.kill(proc.pid, signal.SIGTERM)
-    return await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
 
 
 async def test_demo_pageview_shows_in_tail_with_every_field(tmp_path: Path) -> None:

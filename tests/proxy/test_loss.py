@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from proxy.embedded import free_port
+from tests.proxy.processes import wait_ready
 
 
 def tiny_site() -> web.Application:
@@ -99,15 +100,8 @@ async def test_sigterm_with_a_full_buffer_loses_nothing(upstream_factory, redis_
         stderr=subprocess.PIPE,
     )
     try:
+        await wait_ready(admin, proc)
         async with aiohttp.ClientSession() as client:
-            for _ in range(100):
-                try:
-                    async with client.get(f"http://127.0.0.1:{admin}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
             for i in range(500):
                 async with client.get(f"http://127.0.0.1:{port}/p?n={i}") as resp:
                     assert resp.status == 200
