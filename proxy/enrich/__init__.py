@@ -23,7 +23,7 @@ from typing import Any
 from proxy.enrich import data
 from proxy.enrich.bots import BotMatcher
 from proxy.enrich.campaign import extract_utm, is_paid, load_click_ids
-from proxy.enrich.channel import Channel, channel
+from proxy.enrich.channel import channel
 from proxy.enrich.geo import CountryLookup
 from proxy.enrich.referrer import ReferrerClassifier, SourceIndex
 from proxy.enrich.useragent import AgentParser
@@ -50,7 +50,7 @@ class Enricher:
         self._click_ids = load_click_ids(data.load("campaigns.json"))
         self._geo = CountryLookup(settings.geoip_database)
         self._source_category = functools.lru_cache(maxsize=4096)(self._category)
-        self._channel = functools.lru_cache(maxsize=4096)(self._channel_uncached)
+        self._channel = functools.lru_cache(maxsize=4096)(channel)  # few distinct inputs
 
     def enrich(
         self,
@@ -108,21 +108,3 @@ class Enricher:
             return None
         source = self._sources.by_name(name.lower())
         return source.medium if source is not None else None
-
-    @staticmethod
-    def _channel_uncached(
-        referrer_medium: str,
-        utm_source: str | None,
-        utm_medium: str | None,
-        source_category: str | None,
-        click_kind: str | None,
-        tagged: bool,
-    ) -> Channel:
-        return channel(
-            referrer_medium=referrer_medium,
-            utm_source=utm_source,
-            utm_medium=utm_medium,
-            source_category=source_category,
-            click_kind=click_kind,
-            tagged=tagged,
-        )

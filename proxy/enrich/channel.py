@@ -48,7 +48,6 @@ _BY_REFERRER = {
 
 
 def channel(
-    *,
     referrer_medium: str,
     utm_source: str | None,
     utm_medium: str | None,
