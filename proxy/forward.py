@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, WSMsgType, web
-from aiohttp.client_exceptions import ClientConnectorError, ServerTimeoutError
 from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.event import Exchange
 from proxy.guard import GuardedRequestHandler
+from proxy.h1client import BodyError, ConnectError, ConnectTimeout, Origin, UpstreamError, UpstreamPool
 from proxy.headers import (
     TrustedProxies,
     client_ip,
@@ -59,31 +59,29 @@ def error_page(status: int, title: str, detail: str) -> web.Response:
     return web.Response(status=status, text=html, content_type="text/html")
 
 
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class Forwarder:
-    """The request handler of the proxy listener (aiohttp low-level server)."""
+    """The request handler of the proxy listener (aiohttp low-level server).
+
+    HTTP exchanges go through ``pool`` (:mod:`proxy.h1client`); WebSocket
+    upgrades through aiohttp's ``session``.
+    """
 
     def __init__(
         self,
         settings: Settings,
+        pool: UpstreamPool,
         session: ClientSession,
         metrics: ProxyMetrics,
         sink: Callable[[Exchange], None] | None,
         watchdog: Watchdog,
     ) -> None:
+        self._pool = pool
         self._session = session
         self._watchdog = watchdog
         self._metrics = metrics
         self._sink = sink  # None: tracking off, forward only
         self._upstreams = UpstreamMap(settings.upstreams)
+        self._origins = {u.url: Origin(u.url) for u in settings.upstreams}
         self._trusted = TrustedProxies(settings.trusted_proxies)
         self._limits = settings.limits
         self._identity_settings = settings.identity
@@ -136,9 +134,9 @@ class Forwarder:
         up_headers = upstream_request_headers(
             headers, peer_ip=peer_ip, scheme=scheme, host=headers.get("Host", ""), traceparent=trace_header
         )
-        url = URL(upstream.url + raw_path, encoded=True)
 
         if headers.get("Upgrade", "").lower() == "websocket":
+            url = URL(upstream.url + raw_path, encoded=True)
             return await self._websocket(request, url, up_headers, ts, t0, site, ip, peer_trusted, scheme, trace_id)
 
         method = request.method
@@ -147,15 +145,19 @@ class Forwarder:
         pageview = False
         identity = None
         watch = self._watchdog.watch()
+        origin = self._origins[upstream.url]
+        if "Host" not in up_headers:  # HTTP/1.0 clients may omit it; the upstream needs one
+            up_headers["Host"] = origin.netloc
         # A body is relayed chunk by chunk; the Content-Length header, when the client
-        # sent one, passes upstream unchanged, so no chunked encoding is introduced.
+        # sent one, passes upstream unchanged, otherwise the body goes chunked.
         data = self._relay_body(request, watch) if request.body_exists else None
         try:
             t_up = time.perf_counter()
             try:
-                upstream_response = await self._session.request(
-                    method, url, headers=up_headers, data=data, allow_redirects=False
-                )
+                upstream_response = await self._pool.request(
+                    origin, method, raw_path, up_headers.items(), data,
+                    chunked=data is not None and "Content-Length" not in up_headers,
+                )  # fmt: skip
             except asyncio.CancelledError:
                 if not watch.expired:
                     raise
@@ -165,16 +167,13 @@ class Forwarder:
             except BodyTooLarge:
                 status, error = 413, "body_too_large"
                 return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
-            except (TimeoutError, ServerTimeoutError):
+            except ConnectTimeout:
                 status, error = 504, "upstream_timeout"
                 return error_page(504, "Gateway Timeout", "The site did not answer in time.")
-            except ClientConnectorError:
+            except ConnectError:
                 error = "upstream_connect"
                 return error_page(502, "Bad Gateway", "The site could not be reached.")
-            except ClientError as exc:
-                if _caused_by(exc, BodyTooLarge):  # aiohttp wraps what the body iterator raised
-                    status, error = 413, "body_too_large"
-                    return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
+            except UpstreamError:
                 error = "upstream_error"
                 return error_page(502, "Bad Gateway", "The site sent an invalid response.")
             upstream_ms = (time.perf_counter() - t_up) * 1000.0
@@ -182,12 +181,12 @@ class Forwarder:
                 status = upstream_response.status
                 response = web.StreamResponse(
                     status=status,
-                    reason=upstream_response.reason,
+                    reason=upstream_response.reason or None,
                     headers=downstream_response_headers(upstream_response.headers),
                 )
                 if self._sink is not None:
                     # The media type by hand: aiohttp's content_type parses parameters too.
-                    ctype = upstream_response.headers.get("Content-Type")
+                    ctype = response.headers.get("Content-Type")
                     content_type = ctype.partition(";")[0].strip().lower() if ctype else None
                     pageview = is_pageview(method, headers, status, content_type)
                     identity = self._identity(headers, ts, pageview, scheme == "https")
@@ -196,16 +195,15 @@ class Forwarder:
                             response.headers.add("Set-Cookie", cookie)
                 try:
                     await response.prepare(request)
-                    content = upstream_response.content
                     now = self._watchdog.now
-                    while chunk := await content.readany():
+                    while chunk := await upstream_response.read():
                         watch.since = now()
                         await response.write(chunk)
                         bytes_out += len(chunk)
                     await response.write_eof()
                 except (ConnectionResetError, ConnectionError):
                     error = "client_disconnect"
-                except ClientError:
+                except BodyError:
                     error = "upstream_body"
                 except asyncio.CancelledError:
                     if not watch.expired:

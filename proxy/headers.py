@@ -75,17 +75,21 @@ def upstream_request_headers(
     return out
 
 
-def downstream_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop. Repeated headers
-    (Set-Cookie) survive; Content-Encoding and Content-Length pass unchanged
-    because bodies are relayed without decompression."""
-    named = _connection_tokens(headers)
+def downstream_response_headers(headers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """The upstream's response headers (name, value pairs as received) minus
+    hop-by-hop. Repeated headers (Set-Cookie) survive; Content-Encoding and
+    Content-Length pass unchanged because bodies are relayed without decompression."""
+    named: frozenset[str] = frozenset()
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
+    for name, value in headers:
         low = name.lower()
-        if _is_hop(low) or low in named:
+        if _is_hop(low):
+            if low == "connection":
+                named = named | {t.strip().lower() for t in value.split(",") if t.strip()}
             continue
         out.add(name, value)
+    for low in named:
+        out.popall(low, None)
     return out
 
 

@@ -20,6 +20,7 @@ from proxy.enrich import Enricher
 from proxy.event import EventBuilder, Exchange
 from proxy.forward import Forwarder
 from proxy.guard import GuardedServer
+from proxy.h1client import UpstreamPool
 from proxy.metrics import ProxyMetrics
 from proxy.pipeline import EventPipeline
 from proxy.publisher import Publisher
@@ -52,7 +53,8 @@ def ensure_cookie_secret(settings: Settings) -> Settings:
 
 
 def upstream_session(settings: Settings) -> ClientSession:
-    """The one pooled client session of a proxy process.
+    """The aiohttp client session of a proxy process, for WebSocket upgrades
+    (HTTP exchanges use the leaner :class:`~proxy.h1client.UpstreamPool`).
 
     Bodies are relayed as they are (no decompression), no cookie jar (cookies
     belong to the browser), no automatic headers the client did not send, and
@@ -100,6 +102,7 @@ class ProxyWorker:
         self._enricher: Enricher | None = None
         self._redis: aioredis.Redis | None = None
         self._session: ClientSession | None = None
+        self._pool: UpstreamPool | None = None
         self._server: GuardedServer | None = None
         self._listener: asyncio.Server | None = None
         self._stopped = False
@@ -143,12 +146,18 @@ class ProxyWorker:
             sink = self.publisher.submit
         self._session = upstream_session(s)
         limits = s.limits
+        self._pool = UpstreamPool(
+            limit=limits.upstream_pool_size,
+            connect_timeout=limits.upstream_connect_timeout_seconds,
+            idle_timeout=30.0,
+        )
+        self._pool.start()
         watchdog = Watchdog(
             header_timeout=limits.header_timeout_seconds,
             upstream_timeout=limits.upstream_read_timeout_seconds,
             in_flight_gauge=self.metrics.in_flight,
         )
-        forwarder = Forwarder(s, self._session, self.metrics, sink, watchdog)
+        forwarder = Forwarder(s, self._pool, self._session, self.metrics, sink, watchdog)
         self._server = GuardedServer(
             forwarder,
             max_header_bytes=limits.max_header_bytes,
@@ -182,7 +191,7 @@ class ProxyWorker:
         """Serving, with an open upstream pool and a usable stream or spool."""
         if self._listener is None or not self._listener.is_serving():
             return False
-        if self._session is None or self._session.closed:
+        if self._session is None or self._session.closed or self._pool is None or self._pool.closed:
             return False
         return self.publisher is None or self.publisher.ready()
 
@@ -200,6 +209,8 @@ class ProxyWorker:
             self._watchdog_task.cancel()
         if self.publisher is not None:
             await self.publisher.close()
+        if self._pool is not None:
+            await self._pool.close()
         if self._session is not None:
             await self._session.close()
         if self._redis is not None:

@@ -80,7 +80,7 @@ def test_response_headers_keep_every_set_cookie_and_encoding() -> None:
         ("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; HttpOnly"), ("Content-Encoding", "gzip"),
         ("Content-Length", "42"), ("Connection", "close, X-Drop"), ("X-Drop", "1"), ("Keep-Alive", "x"),
     )  # fmt: skip
-    out = downstream_response_headers(upstream)
+    out = downstream_response_headers(upstream.items())
     assert out.getall("Set-Cookie") == ["a=1; Path=/", "b=2; HttpOnly"]
     assert out["Content-Encoding"] == "gzip"
     assert out["Content-Length"] == "42"
