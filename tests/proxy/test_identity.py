@@ -237,6 +237,27 @@ def test_denied_gives_no_ids_and_expires_our_cookies() -> None:
     assert clean.visitor is None
 
 
+def test_pageviews_refresh_the_session_cookie_at_most_once_a_minute() -> None:
+    ids = CookieIdentity(SETTINGS)  # idle 1800 s: refresh interval 60 s
+    first = ids.resolve(None, now=T0, pageview=True, secure=True, denied=False)
+    jar = _cookie_header(first)
+    soon = ids.resolve(jar, now=T0 + 59, pageview=True, secure=True, denied=False)
+    assert (soon.session, soon.new_session, soon.set_cookies) == (first.session, False, ())
+    later = ids.resolve(jar, now=T0 + 60, pageview=True, secure=True, denied=False)
+    assert later.session == first.session
+    assert [c.split("=")[0] for c in later.set_cookies] == ["ff_sid"]
+    assert f".{int(T0) + 60:x}." in later.set_cookies[0]  # the refresh moves `last` forward
+    # idle counts from the last refresh: 1800 s after T0 the unrefreshed session is over
+    assert ids.resolve(jar, now=T0 + 1801, pageview=True, secure=True, denied=False).new_session
+
+
+def test_refresh_interval_scales_down_with_a_short_idle_timeout() -> None:
+    ids = CookieIdentity(IdentitySettings(session_idle_seconds=60))  # interval 2 s
+    jar = _cookie_header(ids.resolve(None, now=T0, pageview=True, secure=False, denied=False))
+    assert ids.resolve(jar, now=T0 + 1, pageview=True, secure=False, denied=False).set_cookies == ()
+    assert len(ids.resolve(jar, now=T0 + 2, pageview=True, secure=False, denied=False).set_cookies) == 1
+
+
 def test_custom_cookie_names_and_ages() -> None:
     settings = IdentitySettings(
         visitor_cookie="v", session_cookie="s", visitor_max_age_days=1, session_idle_seconds=60

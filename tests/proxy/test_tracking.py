@@ -106,6 +106,10 @@ async def test_first_party_cookies_and_their_flags(upstream_factory, proxy_facto
     async with browser() as client:
         async with client.get(f"http://127.0.0.1:{proxy.port}/", headers=NAV) as resp:
             cookies = resp.headers.getall("Set-Cookie")
+        async with client.get(f"http://127.0.0.1:{proxy.port}/", headers=NAV) as resp:
+            # a pageview seconds after the last refresh sends no cookie (refreshed at most once a minute)
+            assert "Set-Cookie" not in resp.headers
+    async with browser() as client:
         async with client.get(
             f"http://127.0.0.1:{proxy.port}/", headers={**NAV, "X-Forwarded-Proto": "https"}
         ) as resp:
@@ -117,8 +121,9 @@ async def test_first_party_cookies_and_their_flags(upstream_factory, proxy_facto
         assert "Secure" not in cookie
     assert "Max-Age=34560000" in visitor  # 400 days
     assert "Max-Age=1800" in session  # 30 minutes, sliding
-    # behind a trusted TLS terminator the cookies are Secure; the session one is refreshed
+    # behind a trusted TLS terminator the cookies are Secure
     assert any(c.startswith("ff_sid=") and "Secure" in c for c in secure_cookies)
+    assert any(c.startswith("ff_vid=") and "Secure" in c for c in secure_cookies)
 
 
 async def test_gpc_and_dnt_mean_no_cookie_and_no_visitor(
