@@ -344,7 +344,6 @@ class Bench:
     unavailable: dict[str, str] = field(default_factory=dict)
     rounds: list[dict[str, dict[str, dict[str, Any]]]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
-    _scripts: dict[tuple[str, str], str] = field(default_factory=dict)
     cookie: str = field(default_factory=loadgen.returning_visitor_cookie)
 
     # --- setup ----------------------------------------------------------------------
@@ -470,14 +469,15 @@ class Bench:
     def load(self, port: int, w: Workload, duration: float, rate: float | None) -> dict[str, Any]:
         """Run the load generator pinned to the auxiliary cores; its result dict."""
         prefix = self.pin.prefix(self.pin.aux)
+        # Minted per cell: a browser keeps the session cookie Footfall last refreshed
+        # (at most a minute old), which wrk cannot do; a cookie minted once per run
+        # would make every pageview after the first minute pay a refresh.
+        self.cookie = loadgen.returning_visitor_cookie()
         if rate is None and self.use_wrk:
             hostport = f"127.0.0.1:{port}"
-            key = (w.payload, hostport)
-            if key not in self._scripts:
-                path = self.tmp / f"wrk-{w.payload}-{port}.lua"
-                path.write_text(loadgen.wrk_script(PAYLOADS[w.payload], hostport, self.cookie))
-                self._scripts[key] = str(path)
-            result = loadgen.run_wrk(self._scripts[key], f"http://{hostport}", w.connections, duration, prefix)
+            path = self.tmp / f"wrk-{w.payload}-{port}.lua"
+            path.write_text(loadgen.wrk_script(PAYLOADS[w.payload], hostport, self.cookie))
+            result = loadgen.run_wrk(str(path), f"http://{hostport}", w.connections, duration, prefix)
             result["generator"] = "wrk"
             return result
         cmd = [

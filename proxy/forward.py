@@ -59,6 +59,18 @@ def error_page(status: int, title: str, detail: str) -> web.Response:
     return web.Response(status=status, text=html, content_type="text/html")
 
 
+class ProxiedResponse(web.StreamResponse):
+    """A relayed response whose head goes out with the first body bytes when those
+    are already in hand: one write instead of two. When the body is not there yet
+    (a slow page, server-sent events) the head is sent at once, as usual.
+    ``_send_headers_immediately`` is aiohttp's own switch (``web.Response`` turns
+    it off the same way)."""
+
+    def __init__(self, *, status: int, reason: str | None, headers: CIMultiDict[str], coalesce: bool) -> None:
+        super().__init__(status=status, reason=reason, headers=headers)
+        self._send_headers_immediately = not coalesce
+
+
 class Forwarder:
     """The request handler of the proxy listener (aiohttp low-level server).
 
@@ -179,10 +191,11 @@ class Forwarder:
             upstream_ms = (time.perf_counter() - t_up) * 1000.0
             async with upstream_response:
                 status = upstream_response.status
-                response = web.StreamResponse(
+                response = ProxiedResponse(
                     status=status,
                     reason=upstream_response.reason or None,
                     headers=downstream_response_headers(upstream_response.headers),
+                    coalesce=upstream_response.body_ready,
                 )
                 if self._sink is not None:
                     # The media type by hand: aiohttp's content_type parses parameters too.

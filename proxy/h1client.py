@@ -109,18 +109,28 @@ class UpstreamResponse:
     __slots__ = ("_conn", "headers", "reason", "status")
 
     def __init__(self, conn: _Connection) -> None:
-        self._conn = conn
+        self._conn: _Connection | None = conn
         self.status = conn.status
         self.reason = conn.reason
         self.headers = conn.headers  # [(name, value)] as received, repeats kept
 
+    @property
+    def body_ready(self) -> bool:
+        """Some body bytes, or the end of the body, are already in hand."""
+        return self._conn is not None and self._conn.body_ready
+
     async def read(self) -> bytes:
         """The body bytes received so far (waiting for some), ``b""`` at the end.
         Raises :class:`BodyError` when the body broke off."""
+        if self._conn is None:
+            raise RuntimeError("the response is closed")
         return await self._conn.read()
 
     def close(self) -> None:
-        self._conn.finish()
+        """Idempotent: only the first call hands the connection back (or closes it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.finish()
 
     async def __aenter__(self) -> UpstreamResponse:
         return self
@@ -193,6 +203,10 @@ class _Connection(asyncio.Protocol):
         if chunked and not self.closed:
             transport.write(b"0\r\n\r\n")
         self._sent_all = True
+
+    @property
+    def body_ready(self) -> bool:
+        return bool(self._body) or self._done
 
     async def response_head(self) -> None:
         while not self._head_done:

@@ -258,3 +258,32 @@ async def test_websocket_passes_through(upstream_factory, proxy_factory) -> None
             assert (await ws.receive(timeout=5)).data == "echo:hi"
             await ws.send_bytes(b"abc")
             assert (await ws.receive(timeout=5)).data == b"cba"
+
+
+async def test_head_is_relayed_before_a_slow_body_and_with_a_ready_one(upstream_factory, proxy_factory) -> None:
+    async def slow_body(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await asyncio.sleep(0.6)
+        await resp.write(b"data: late\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def ready(_: web.Request) -> web.Response:
+        return web.Response(text="x" * 20_000)
+
+    app = web.Application()
+    app.router.add_get("/events", slow_body)
+    app.router.add_get("/ready", ready)
+    proxy = await proxy_factory({"upstreams": [await upstream_factory(app)]})
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as client:
+        started = loop.time()
+        async with client.get(f"http://127.0.0.1:{proxy.port}/events") as resp:
+            head_at = loop.time() - started
+            assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+            assert await resp.read() == b"data: late\n\n"
+            body_at = loop.time() - started
+        assert head_at < 0.4 <= 0.6 <= body_at + 0.05  # the head did not wait for the body
+        async with client.get(f"http://127.0.0.1:{proxy.port}/ready") as resp:
+            assert resp.status == 200 and await resp.text() == "x" * 20_000
