@@ -134,6 +134,11 @@ class Forwarder:
         length = request.content_length
         if length is not None and length > self._max_body:
             return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
+        expect = False
+        if "Expect" in headers and request.version >= (1, 1):  # HTTP/1.0 clients' Expect is ignored
+            if headers["Expect"].strip().lower() != "100-continue":
+                return self._refuse(417, "Expectation Failed", "Only 100-continue is supported.", "expectation")
+            expect = True
 
         transport = request.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
@@ -162,7 +167,7 @@ class Forwarder:
             up_headers["Host"] = origin.netloc
         # A body is relayed chunk by chunk; the Content-Length header, when the client
         # sent one, passes upstream unchanged, otherwise the body goes chunked.
-        data = self._relay_body(request, watch) if request.body_exists else None
+        data = self._relay_body(request, watch, expect) if request.body_exists else None
         try:
             t_up = time.perf_counter()
             try:
@@ -259,9 +264,18 @@ class Forwarder:
         denied = consent_denied(headers.get("Sec-GPC"), headers.get("DNT"), self._identity_settings)
         return self._cookies.resolve(headers.get("Cookie"), now=now, pageview=pageview, secure=secure, denied=denied)
 
-    async def _relay_body(self, request: web.BaseRequest, watch: Watch) -> AsyncIterator[bytes]:
+    async def _relay_body(self, request: web.BaseRequest, watch: Watch, expect: bool) -> AsyncIterator[bytes]:
         """Relay the request body, refusing it once past the limit; every chunk counts
-        as progress for the watchdog, so a long upload is not a silent upstream."""
+        as progress for the watchdog, so a long upload is not a silent upstream.
+
+        ``expect``: the client waits for ``100 Continue`` before sending the body. The
+        proxy answers it itself once the upstream connection is up (as nginx does), so
+        a client never waits out its expect timeout and a dead upstream gets 502
+        before any body was sent; ``Expect`` is not forwarded."""
+        if expect:
+            writer = request.writer
+            await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.output_size = 0  # the real response's size starts here
         seen = 0
         content = request.content
         now = self._watchdog.now

@@ -24,8 +24,9 @@ HOP_BY_HOP = frozenset(
         "upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization",
     }
 )  # fmt: skip
-# Headers the proxy itself sets upstream; the client's copies are replaced.
-_REPLACED_UPSTREAM = frozenset({"x-forwarded-proto", "x-forwarded-host", "traceparent"})
+# Headers the proxy itself sets upstream (the client's copies are replaced), and
+# Expect, which the proxy answers itself (proxy/forward.py).
+_REPLACED_UPSTREAM = frozenset({"x-forwarded-proto", "x-forwarded-host", "traceparent", "expect"})
 _REQUEST_DROP = HOP_BY_HOP | _REPLACED_UPSTREAM
 
 

@@ -287,3 +287,26 @@ async def test_head_is_relayed_before_a_slow_body_and_with_a_ready_one(upstream_
         assert head_at < 0.4 <= 0.6 <= body_at + 0.05  # the head did not wait for the body
         async with client.get(f"http://127.0.0.1:{proxy.port}/ready") as resp:
             assert resp.status == 200 and await resp.text() == "x" * 20_000
+
+
+async def test_expect_100_continue_is_answered_by_the_proxy(upstream_factory, proxy_factory) -> None:
+    hits: list[web.Request] = []
+    proxy = await proxy_factory({"upstreams": [await upstream_factory(echo_app(hits))]})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n")
+        await writer.drain()
+        # the client holds its body back until it hears 100 Continue (curl would wait 1 s)
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        assert head.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+    assert hits[0].headers.get("Expect") is None and hits[0].headers["Content-Length"] == "5"
+    reply = await raw_request(
+        proxy.port, b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: magic\r\nConnection: close\r\n\r\n"
+    )
+    assert reply.startswith(b"HTTP/1.1 417") and len(hits) == 1
