@@ -147,30 +147,37 @@ def footfall_pieces() -> tuple[dict[str, Callable[[], Any] | str], list[str]]:
     return pieces, total
 
 
+def sample_exchange() -> Any:
+    """A realistic pageview Exchange: returning visitor, Google referrer, a campaign."""
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from proxy.event import Exchange
+
+    headers = CIMultiDictProxy(CIMultiDict({
+        "Host": "shop.example", "User-Agent": USER_AGENT, "Accept": "text/html",
+        "Referer": "https://www.google.com/", "Cookie": "ff_vid=abc; ff_sid=def",
+    }))  # fmt: skip
+    return Exchange(
+        ts=time.time(), method="GET", raw_path="/products/42?utm_source=newsletter&page=2",
+        site="shop.example", scheme="https", headers=headers, client_ip="203.0.113.7",
+        peer_trusted=False, pageview=True, status=200, bytes_out=15360,
+        content_type="text/html", duration_ms=3.4, upstream_ms=1.2,
+        visitor="P7t8uNfCy1AO0_ghm4itaQ", session="rmisy0idfctPbsfjBvTXdg",
+        new_visitor=False, new_session=False, consent="granted",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736", error=None,
+    )  # fmt: skip
+
+
 def _event_builder() -> Callable[[], Any] | str:
     """``EventBuilder.build`` bound to a realistic Exchange, or why it is unavailable."""
     try:
-        from multidict import CIMultiDict, CIMultiDictProxy
-
         from proxy.enrich import Enricher
-        from proxy.event import EventBuilder, Exchange
+        from proxy.event import EventBuilder
         from proxy.settings import Settings
 
         settings = Settings()
         builder = EventBuilder(settings, Enricher(settings.enrichment))
-        headers = CIMultiDictProxy(CIMultiDict({
-            "Host": "shop.example", "User-Agent": USER_AGENT, "Accept": "text/html",
-            "Referer": "https://www.google.com/", "Cookie": "ff_vid=abc; ff_sid=def",
-        }))  # fmt: skip
-        ex = Exchange(
-            ts=time.time(), method="GET", raw_path="/products/42?utm_source=newsletter&page=2",
-            site="shop.example", scheme="https", headers=headers, client_ip="203.0.113.7",
-            peer_trusted=False, pageview=True, status=200, bytes_out=15360,
-            content_type="text/html", duration_ms=3.4, upstream_ms=1.2,
-            visitor="P7t8uNfCy1AO0_ghm4itaQ", session="rmisy0idfctPbsfjBvTXdg",
-            new_visitor=False, new_session=False, consent="granted",
-            trace_id="4bf92f3577b34da6a3ce929d0e0e4736", error=None,
-        )  # fmt: skip
+        ex = sample_exchange()
         builder.build(ex)
     except Exception as exc:
         return f"not available ({type(exc).__name__}: {exc})"
