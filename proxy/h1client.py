@@ -19,7 +19,8 @@ what the upstream hop needs:
 - Only the TCP connect (and TLS handshake) is timed here, once per new connection;
   read deadlines belong to the watchdog, which cancels the waiting task.
 - Reading is paused while more than ``HIGH_WATER`` bytes of body wait for a slow
-  client, so memory stays flat whatever the sizes.
+  client, and a response head longer than ``MAX_HEAD_BYTES`` is a protocol error,
+  so memory stays bounded whatever the upstream sends.
 
 WebSocket upgrades are not handled here (the forwarder uses aiohttp for those).
 """
@@ -38,6 +39,7 @@ import httptools
 from proxy.tasks import spawn
 
 HIGH_WATER = 256 * 1024  # body bytes buffered before the upstream socket is paused
+MAX_HEAD_BYTES = 256 * 1024  # a response head past this is refused (nginx's default is 4-8 KiB)
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
@@ -161,6 +163,7 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = False
         self._got_bytes = False
         self._sent_all = False
+        self._head_bytes = 0
         self._exc: UpstreamError | None = None
         self._body: deque[bytes] = deque()
         self._buffered = 0
@@ -178,6 +181,7 @@ class _Connection(asyncio.Protocol):
         self.status, self.reason, self.headers = 0, "", []
         self._head_done = self._done = self._keep_alive = self._got_bytes = False
         self._sent_all = False
+        self._head_bytes = 0
         self._exc = None
 
     async def send(self, head: bytes, body: AsyncIterator[bytes] | None, chunked: bool) -> None:
@@ -274,6 +278,13 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
             return
         self._got_bytes = True
+        if not self._head_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(ProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes"))
+                assert self.transport is not None
+                self.transport.abort()
+                return
         try:
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -327,7 +338,7 @@ class _Connection(asyncio.Protocol):
         self._head_done = True
         if self._head_only:
             self._done = True
-            self._keep_alive = self._parser.should_keep_alive()
+            self._keep_alive = self._head_keep_alive()
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -355,6 +366,16 @@ class _Connection(asyncio.Protocol):
         if self._exc is None:
             self._exc = exc
         self._wake()
+
+    def _head_keep_alive(self) -> bool:
+        """Keep-alive after a HEAD response: llhttp would wait for the body a length-less
+        head announces, so only the version and Connection decide."""
+        tokens = {
+            t.strip().lower() for name, value in self.headers if name.lower() == "connection" for t in value.split(",")
+        }
+        if self._parser.get_http_version() == "1.1":
+            return "close" not in tokens
+        return "keep-alive" in tokens
 
     def _until_close(self) -> bool:
         """The response has neither a length nor chunked framing."""

@@ -149,7 +149,7 @@ class ProxyWorker:
         self._pool = UpstreamPool(
             limit=limits.upstream_pool_size,
             connect_timeout=limits.upstream_connect_timeout_seconds,
-            idle_timeout=30.0,
+            idle_timeout=limits.upstream_idle_seconds,
         )
         self._pool.start()
         watchdog = Watchdog(

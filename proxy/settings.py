@@ -60,6 +60,7 @@ class Limits:
     upstream_connect_timeout_seconds: float = 5.0
     upstream_read_timeout_seconds: float = 60.0
     upstream_pool_size: int = 512
+    upstream_idle_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +430,7 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
         ("limits.upstream_connect_timeout_seconds", s.limits.upstream_connect_timeout_seconds),
         ("limits.upstream_read_timeout_seconds", s.limits.upstream_read_timeout_seconds),
         ("limits.upstream_pool_size", s.limits.upstream_pool_size),
+        ("limits.upstream_idle_seconds", s.limits.upstream_idle_seconds),
         ("redis.stream_maxlen", s.redis.stream_maxlen),
         ("publisher.buffer_size", s.publisher.buffer_size),
         ("publisher.batch_size", s.publisher.batch_size),

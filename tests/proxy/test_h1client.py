@@ -16,6 +16,7 @@ from aiohttp import web
 
 from proxy.h1client import (
     HIGH_WATER,
+    MAX_HEAD_BYTES,
     BodyError,
     ConnectError,
     ConnectTimeout,
@@ -228,12 +229,15 @@ async def test_get_with_length_repeated_headers_and_path_prefix(upstream_factory
         ("GET", CHUNKED, 200, b"hello world", True),
         ("GET", b"HTTP/1.1 204 No Content\r\n\r\n", 204, b"", True),
         ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", 200, b"", True),  # a body would hang
+        ("HEAD", b"HTTP/1.1 200 OK\r\n\r\n", 200, b"", True),  # no length: still no body
+        ("HEAD", b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", 200, b"", False),
         ("GET", INTERIM + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal", 200, b"final", True),
         ("GET", b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 200, b"ok", False),
         ("GET", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, b"ok", False),
         ("GET", b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 200, b"ok", True),
     ],
-    ids=["length", "chunked", "204", "head", "interim-1xx", "connection-close", "http10", "http10-keep-alive"],
+    ids=["length", "chunked", "204", "head", "head-no-length", "head-close", "interim-1xx", "connection-close",
+         "http10", "http10-keep-alive"],
 )
 async def test_framing_and_keep_alive_follow_the_response(raw_server, pool, method, response, status, body,
                                                           reused) -> None:  # fmt: skip
@@ -372,8 +376,9 @@ async def test_connect_failures(make_pool, error, kind) -> None:
 
 @pytest.mark.parametrize(
     ("response", "close"),
-    [(b"", True), (b"HTTP/1.1 200 OK\r\nContent-Le", True), (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False)],
-    ids=["closed-before-answering", "closed-mid-head", "garbage"],
+    [(b"", True), (b"HTTP/1.1 200 OK\r\nContent-Le", True), (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),
+     (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1), False)],
+    ids=["closed-before-answering", "closed-mid-head", "garbage", "head-too-long"],
 )
 async def test_no_valid_response_head_is_protocol_error(raw_server, pool, response, close) -> None:
     server = await raw_server(serve(response, close=close))
