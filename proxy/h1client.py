@@ -394,10 +394,14 @@ class UpstreamPool:
 
     ``limit`` bounds the open connections (a request waits for one beyond it);
     idle connections close after ``idle_timeout`` seconds; a connect gets
-    ``connect_timeout`` seconds. Call :meth:`start` inside the loop, :meth:`close` at stop.
+    ``connect_timeout`` seconds. ``https`` upstreams are verified against
+    ``ssl_context`` (default: the system's CAs, hostname checked). Call
+    :meth:`start` inside the loop, :meth:`close` at stop.
     """
 
-    def __init__(self, *, limit: int, connect_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self, *, limit: int, connect_timeout: float, idle_timeout: float, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self._limit = limit
         self._connect_timeout = connect_timeout
@@ -405,7 +409,7 @@ class UpstreamPool:
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # None: the system's trust store, made on first use
         self._sweeper: asyncio.Task[None] | None = None
         self.closed = False
 

@@ -7,11 +7,13 @@ import asyncio
 import hashlib
 import random
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
+import trustme
 from aiohttp import web
 
 from proxy.h1client import (
@@ -86,8 +88,9 @@ async def make_pool() -> AsyncIterator[Callable[..., UpstreamPool]]:
     pools: list[UpstreamPool] = []
 
     def make(*, limit: int = 10, idle_timeout: float = 30.0, connect_timeout: float = 2.0,
-             start: bool = True) -> UpstreamPool:  # fmt: skip
-        pools.append(UpstreamPool(limit=limit, connect_timeout=connect_timeout, idle_timeout=idle_timeout))
+             start: bool = True, ssl_context: ssl.SSLContext | None = None) -> UpstreamPool:  # fmt: skip
+        pools.append(UpstreamPool(limit=limit, connect_timeout=connect_timeout, idle_timeout=idle_timeout,
+                                  ssl_context=ssl_context))  # fmt: skip
         if start:
             pools[-1].start()
         return pools[-1]
@@ -547,3 +550,33 @@ async def test_close_twice_hands_the_connection_back_once(pool, upstream_factory
     assert sum(len(conns) for conns in pool._idle.values()) == 1
     with pytest.raises(RuntimeError):
         await resp.read()
+
+
+async def test_https_upstream_is_verified_and_pooled(make_pool) -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+
+    async def hello(_: web.Request) -> web.Response:
+        return web.Response(text="over tls")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    try:
+        origin = Origin(f"https://127.0.0.1:{runner.addresses[0][1]}")
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        pool = make_pool(ssl_context=trusting)
+        for _ in range(2):
+            status, _, body = await fetch(pool, origin)
+            assert (status, body) == (200, b"over tls")
+        assert pool.open_connections == 1  # the TLS connection was kept and reused
+        # the system's trust store does not know this CA: the handshake fails, nothing is sent
+        with pytest.raises(ConnectError):
+            await fetch(make_pool(), origin)
+    finally:
+        await runner.cleanup()
