@@ -60,15 +60,25 @@ def error_page(status: int, title: str, detail: str) -> web.Response:
 
 
 class ProxiedResponse(web.StreamResponse):
-    """A relayed response whose head goes out with the first body bytes when those
-    are already in hand: one write instead of two. When the body is not there yet
-    (a slow page, server-sent events) the head is sent at once, as usual.
-    ``_send_headers_immediately`` is aiohttp's own switch (``web.Response`` turns
-    it off the same way)."""
+    """A relayed response, as the upstream sent it.
+
+    Its head goes out with the first body bytes when those are already in hand: one
+    write instead of two; when the body is not there yet (a slow page, server-sent
+    events) the head is sent at once. ``_send_headers_immediately`` is aiohttp's own
+    switch (``web.Response`` turns it off the same way). aiohttp would also add a
+    ``Server`` header naming Python and aiohttp when the upstream sent none: the
+    proxy does not announce itself, so it is taken out again.
+    """
 
     def __init__(self, *, status: int, reason: str | None, headers: CIMultiDict[str], coalesce: bool) -> None:
         super().__init__(status=status, reason=reason, headers=headers)
         self._send_headers_immediately = not coalesce
+        self._upstream_server = "Server" in headers
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        if not self._upstream_server:
+            self.headers.popall("Server", None)
 
 
 class Forwarder:

@@ -310,3 +310,24 @@ async def test_expect_100_continue_is_answered_by_the_proxy(upstream_factory, pr
         proxy.port, b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: magic\r\nConnection: close\r\n\r\n"
     )
     assert reply.startswith(b"HTTP/1.1 417") and len(hits) == 1
+
+
+@pytest.mark.parametrize(("server_line", "expected"), [(b"", None), (b"Server: upstream/1.0\r\n", b"upstream/1.0")])
+async def test_the_proxy_does_not_announce_itself(proxy_factory, server_line, expected) -> None:
+    async def bare(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n" + server_line + b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    upstream = await asyncio.start_server(bare, "127.0.0.1", 0)
+    try:
+        proxy = await proxy_factory({"upstreams": [f"http://127.0.0.1:{upstream.sockets[0].getsockname()[1]}"]})
+        reply = await raw_request(proxy.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        upstream.close()
+        await upstream.wait_closed()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    servers = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"server:")]
+    assert head.startswith(b"HTTP/1.1 200") and body == b"ok"
+    assert servers == ([expected] if expected else [])
