@@ -19,6 +19,8 @@ from typing import Any, Protocol, cast
 
 import httptools
 
+from proxy.headers import connection_tokens
+
 HIGH_WATER = 256 * 1024  # body bytes buffered before the upstream socket is paused
 MAX_HEAD_BYTES = 256 * 1024  # a response head past this is refused (nginx's default is 4-8 KiB)
 
@@ -204,17 +206,13 @@ class UpstreamConnection(asyncio.Protocol):
         if not self._head_done:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._fail(ProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes"))
-                assert self.transport is not None
-                self.transport.abort()
+                self._broken(ProtocolError(f"response head longer than {MAX_HEAD_BYTES} bytes"))
                 return
         try:
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
             error = BodyError if self._head_done else ProtocolError
-            self._fail(error(f"invalid response from the upstream: {exc}"))
-            assert self.transport is not None
-            self.transport.abort()
+            self._broken(error(f"invalid response from the upstream: {exc}"))
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -229,9 +227,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._wake()
             else:
                 self._fail(BodyError("the upstream closed the connection mid-body"))
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._resume_sender()
         self.pool.forget(self)
 
     def pause_writing(self) -> None:
@@ -239,9 +235,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._resume_sender()
 
     # --- httptools callbacks -----------------------------------------------------------
 
@@ -290,12 +284,22 @@ class UpstreamConnection(asyncio.Protocol):
             self._exc = exc
         self._wake()
 
+    def _broken(self, exc: UpstreamError) -> None:
+        """The upstream sent what cannot be relayed: fail the exchange, drop the socket."""
+        self._fail(exc)
+        assert self.transport is not None
+        self.transport.abort()
+
+    def _resume_sender(self) -> None:
+        """Wake ``send`` waiting for the socket to drain (or to be gone)."""
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
     def _head_keep_alive(self) -> bool:
         """Keep-alive after a HEAD response: llhttp would wait for the body a length-less
         head announces, so only the version and Connection decide."""
-        tokens = {
-            t.strip().lower() for name, value in self.headers if name.lower() == "connection" for t in value.split(",")
-        }
+        tokens = connection_tokens(value for name, value in self.headers if name.lower() == "connection")
         if self._parser.get_http_version() == "1.1":
             return "close" not in tokens
         return "keep-alive" in tokens

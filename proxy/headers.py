@@ -34,10 +34,8 @@ def _is_hop(name_lower: str) -> bool:
     return name_lower in HOP_BY_HOP or name_lower.startswith("proxy-")
 
 
-def _connection_tokens(headers: CIMultiDictProxy[str]) -> frozenset[str]:
-    values = headers.getall("Connection", ())
-    if not values:
-        return frozenset()
+def connection_tokens(values: Iterable[str]) -> frozenset[str]:
+    """The lower-cased tokens of ``Connection`` header values ("close", header names)."""
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
@@ -54,7 +52,7 @@ def upstream_request_headers(
     X-Forwarded-For gets the peer appended (as nginx's ``$proxy_add_x_forwarded_for``);
     the upstream applies its own trust to the entries before it.
     """
-    named = _connection_tokens(headers)
+    named = connection_tokens(headers.getall("Connection", ()))
     out: CIMultiDict[str] = CIMultiDict()
     xff = None
     for name, value in headers.items():
@@ -80,16 +78,15 @@ def downstream_response_headers(headers: Iterable[tuple[str, str]]) -> CIMultiDi
     """The upstream's response headers (name, value pairs as received) minus
     hop-by-hop. Repeated headers (Set-Cookie) survive; Content-Encoding and
     Content-Length pass unchanged because bodies are relayed without decompression."""
-    named: frozenset[str] = frozenset()
     out: CIMultiDict[str] = CIMultiDict()
+    connection: list[str] = []
     for name, value in headers:
         low = name.lower()
-        if _is_hop(low):
-            if low == "connection":
-                named = named | {t.strip().lower() for t in value.split(",") if t.strip()}
-            continue
-        out.add(name, value)
-    for low in named:
+        if not _is_hop(low):
+            out.add(name, value)
+        elif low == "connection":
+            connection.append(value)
+    for low in connection_tokens(connection):  # the headers Connection names are hop-by-hop too
         out.popall(low, None)
     return out
 
