@@ -22,7 +22,7 @@ from yarl import URL
 
 from proxy.event import Exchange
 from proxy.guard import GuardedRequestHandler
-from proxy.h1client import BodyError, ConnectError, ConnectTimeout, Origin, UpstreamError, UpstreamPool
+from proxy.h1client import BodyError, Origin, UpstreamError, UpstreamPool
 from proxy.headers import (
     TrustedProxies,
     client_ip,
@@ -57,6 +57,14 @@ def error_page(status: int, title: str, detail: str) -> web.Response:
         f"</head><body><h1>{status} {title}</h1><p>{detail}</p></body></html>\n"
     )
     return web.Response(status=status, text=html, content_type="text/html")
+
+
+# The answer to an upstream that failed before its response head, by error kind.
+_UPSTREAM_PAGES = {
+    "upstream_timeout": (504, "Gateway Timeout", "The site did not answer in time."),
+    "upstream_connect": (502, "Bad Gateway", "The site could not be reached."),
+    "upstream_error": (502, "Bad Gateway", "The site sent an invalid response."),
+}
 
 
 class ProxiedResponse(web.StreamResponse):
@@ -189,20 +197,16 @@ class Forwarder:
                 if not watch.expired:
                     raise
                 watch.task.uncancel()  # our own deadline, not a client going away
-                status, error = 504, "upstream_timeout"
-                return error_page(504, "Gateway Timeout", "The site did not answer in time.")
+                error = "upstream_timeout"
+                status, title, detail = _UPSTREAM_PAGES[error]
+                return error_page(status, title, detail)
             except BodyTooLarge:
                 status, error = 413, "body_too_large"
                 return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
-            except ConnectTimeout:
-                status, error = 504, "upstream_timeout"
-                return error_page(504, "Gateway Timeout", "The site did not answer in time.")
-            except ConnectError:
-                error = "upstream_connect"
-                return error_page(502, "Bad Gateway", "The site could not be reached.")
-            except UpstreamError:
-                error = "upstream_error"
-                return error_page(502, "Bad Gateway", "The site sent an invalid response.")
+            except UpstreamError as exc:
+                error = exc.kind
+                status, title, detail = _UPSTREAM_PAGES.get(error, _UPSTREAM_PAGES["upstream_error"])
+                return error_page(status, title, detail)
             upstream_ms = (time.perf_counter() - t_up) * 1000.0
             async with upstream_response:
                 status = upstream_response.status
