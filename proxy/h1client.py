@@ -262,9 +262,13 @@ class UpstreamPool:
         if oldest is None:
             return False
         self._idle[oldest.key].remove(oldest)
-        self._open.discard(oldest)
-        oldest.abort()
+        self._drop(oldest)
         return True
+
+    def _drop(self, conn: UpstreamConnection) -> None:
+        """Close an idle ``conn`` taken off its list; its place is free at once."""
+        self._open.discard(conn)
+        conn.abort()
 
     def sweep(self) -> int:
         """Close connections idle longer than ``idle_timeout``; returns how many."""
@@ -272,9 +276,7 @@ class UpstreamPool:
         closed = 0
         for conns in self._idle.values():
             while conns and conns[0].idle_since < deadline:
-                conn = conns.pop(0)
-                self._open.discard(conn)
-                conn.abort()
+                self._drop(conns.pop(0))
                 closed += 1
         return closed
 
