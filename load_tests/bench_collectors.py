@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.service import CollectorService
 from collectors.settings import parse
-from proxy.embedded import EmbeddedRedis, free_port
+from proxy.stream.embedded import EmbeddedRedis, free_port
 
 STREAM = "footfall:events"
 CHANNELS = ["Direct", "Organic Search", "Paid Search", "Organic Social", "Email", "Referral"]

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (user-agent strings are data and stay whole)
-"""Benchmark of the enrichment step alone (proxy.enrich.Enricher.enrich).
+"""Benchmark of the enrichment step alone (proxy.tracking.enrich.Enricher.enrich).
 
 Measures median µs per call on a realistic mix of user agents, referrers and
 campaign queries: warm (every distinct string already cached, the steady state)
@@ -20,8 +20,8 @@ from typing import Any
 
 import crawleruseragents
 
-from proxy.enrich import Enricher
 from proxy.settings import EnrichmentSettings
+from proxy.tracking.enrich import Enricher
 
 RESULTS = Path(__file__).resolve().parent / "results" / "enrich.json"
 # PERF-NOTES: a minimal aiohttp proxy forwards ~4,300 requests/s on one core.

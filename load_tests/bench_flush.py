@@ -33,15 +33,15 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-import proxy.pipeline as pipeline_module  # noqa: E402
+import proxy.tracking.pipeline as pipeline_module  # noqa: E402
 from load_tests.bench_tracking import sample_exchange  # noqa: E402
-from proxy.embedded import EmbeddedRedis, free_port  # noqa: E402
-from proxy.enrich import Enricher  # noqa: E402
-from proxy.event import EventBuilder, Exchange  # noqa: E402
 from proxy.metrics import ProxyMetrics  # noqa: E402
-from proxy.pipeline import EventPipeline  # noqa: E402
-from proxy.publisher import Publisher  # noqa: E402
 from proxy.settings import Settings  # noqa: E402
+from proxy.stream.embedded import EmbeddedRedis, free_port  # noqa: E402
+from proxy.stream.publisher import Publisher  # noqa: E402
+from proxy.tracking.enrich import Enricher  # noqa: E402
+from proxy.tracking.event import EventBuilder, Exchange  # noqa: E402
+from proxy.tracking.pipeline import EventPipeline  # noqa: E402
 
 VARIANTS = {
     f"slice {ms} ms{' (default)' if ms / 1000 == pipeline_module.SLICE_KEEPING_UP else ''}": ms / 1000
@@ -72,7 +72,7 @@ async def _measure(url: str, spool: Path, rate: float, seconds: float) -> dict[s
     exchange = sample_exchange()
     await pipe.prepare([exchange])  # warm caches, as a running proxy has them
     gc.collect()
-    gc.freeze()  # as the proxy does after start (proxy/server.py)
+    gc.freeze()  # as the proxy does after start (proxy/edge/server.py)
     gaps: list[float] = []
     stop = False
 

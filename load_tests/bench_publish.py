@@ -27,10 +27,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from proxy.embedded import EmbeddedRedis, free_port
 from proxy.metrics import ProxyMetrics
-from proxy.publisher import Publisher
 from proxy.settings import PublisherSettings
+from proxy.stream.embedded import EmbeddedRedis, free_port
+from proxy.stream.publisher import Publisher
 
 KEY = "footfall:events"
 MAXLEN = 200_000

@@ -97,14 +97,14 @@ def footfall_pieces() -> tuple[dict[str, Callable[[], Any] | str], list[str]]:
     """
     pieces: dict[str, Callable[[], Any] | str] = {}
     try:
-        from proxy.event import new_event_id
+        from proxy.tracking.event import new_event_id
 
-        pieces["id: proxy.event.new_event_id"] = new_event_id
+        pieces["id: proxy.tracking.event.new_event_id"] = new_event_id
     except Exception as exc:
-        pieces["id: proxy.event.new_event_id"] = f"not available ({exc})"
+        pieces["id: proxy.tracking.event.new_event_id"] = f"not available ({exc})"
     try:
-        from proxy.identity import CookieIdentity
         from proxy.settings import IdentitySettings
+        from proxy.tracking.identity import CookieIdentity
 
         ident = CookieIdentity(IdentitySettings())
         first = ident.resolve(None, now=time.time(), pageview=True, secure=False, denied=False)
@@ -128,7 +128,7 @@ def footfall_pieces() -> tuple[dict[str, Callable[[], Any] | str], list[str]]:
         pieces["build: EventBuilder.build (warm enrich)"] = build
         pieces["build+encode: orjson.dumps(build())"] = lambda: orjson.dumps(build())
     try:
-        from proxy.rediswire import xadd_head
+        from proxy.stream.rediswire import xadd_head
 
         head = xadd_head("footfall:events", 1_000_000)
         payload = orjson.dumps(sample_event())
@@ -151,7 +151,7 @@ def sample_exchange() -> Any:
     """A realistic pageview Exchange: returning visitor, Google referrer, a campaign."""
     from multidict import CIMultiDict, CIMultiDictProxy
 
-    from proxy.event import Exchange
+    from proxy.tracking.event import Exchange
 
     headers = CIMultiDictProxy(CIMultiDict({
         "Host": "shop.example", "User-Agent": USER_AGENT, "Accept": "text/html",
@@ -171,9 +171,9 @@ def sample_exchange() -> Any:
 def _event_builder() -> Callable[[], Any] | str:
     """``EventBuilder.build`` bound to a realistic Exchange, or why it is unavailable."""
     try:
-        from proxy.enrich import Enricher
-        from proxy.event import EventBuilder
         from proxy.settings import Settings
+        from proxy.tracking.enrich import Enricher
+        from proxy.tracking.event import EventBuilder
 
         settings = Settings()
         builder = EventBuilder(settings, Enricher(settings.enrichment))

@@ -59,11 +59,11 @@ def returning_visitor_cookie() -> str:
     :data:`BENCH_COOKIE_SECRET`, valid for the session idle time), plus two foreign cookies.
 
     Falls back to :data:`COOKIE` (well-formed but unverifiable) when
-    ``proxy.identity`` cannot be imported.
+    ``proxy.tracking.identity`` cannot be imported.
     """
     try:
-        from proxy.identity import CookieIdentity
         from proxy.settings import IdentitySettings
+        from proxy.tracking.identity import CookieIdentity
     except ImportError:
         return COOKIE
     identity = CookieIdentity(IdentitySettings(cookie_secret=BENCH_COOKIE_SECRET))

@@ -27,7 +27,7 @@ from typing import Any
 from load_tests import loadgen
 from load_tests.machine import Pinning
 from load_tests.upstream import nginx_command, write_nginx_site
-from proxy.embedded import EmbeddedRedis, free_port
+from proxy.stream.embedded import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _config_error(ConfigError(["upstreams: at least one --upstream is required"]))
         return EXIT_CONFIG
     if args.command == "tail":
-        from proxy.tail import tail
+        from proxy.stream.tail import tail
 
         return asyncio.run(tail(settings, from_start=args.from_start, count=args.count))
     if args.command == "collect":

@@ -27,8 +27,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from proxy.admin import admin_app, start_admin
-from proxy.embedded import EmbeddedRedis
 from proxy.settings import Settings
+from proxy.stream.embedded import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def warn_orphan_spools(settings: Settings) -> None:
 def run(settings: Settings, plan: Plan) -> int:
     """Blocking entry point of the serving commands; returns the exit status."""
     install_uvloop()
-    from proxy.server import ensure_cookie_secret
+    from proxy.edge.server import ensure_cookie_secret
 
     settings = ensure_cookie_secret(settings)
     warn_orphan_spools(settings)
@@ -145,7 +145,7 @@ def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) 
 
 
 async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -> None:
-    from proxy.server import ProxyWorker
+    from proxy.edge.server import ProxyWorker
 
     stop = _stop_event()
     demo_runner = None
@@ -180,7 +180,7 @@ def _worker_main(settings: Settings, redis_url: str | None, index: int, ready: A
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> None:
-        from proxy.server import ProxyWorker
+        from proxy.edge.server import ProxyWorker
 
         stop = _stop_event()
         worker = ProxyWorker(settings, redis_url=redis_url, worker_index=index, reuse_port=True)

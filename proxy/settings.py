@@ -106,7 +106,7 @@ class PrivacySettings:
     scrub_emails: bool = True
     # Parameter names dropped from `query`: matched as words, also glued to a
     # credential qualifier (key → api_key, apiKey; not monkey); "=name" matches only
-    # the exact name. Full rule in proxy.privacy.
+    # the exact name. Full rule in proxy.tracking.privacy.
     scrub_params: tuple[str, ...] = (
         "password", "passwd", "pwd", "pass", "token", "secret", "auth", "key", "session",
         "sessid", "jsessionid", "phpsessid", "sid", "email", "mail", "phone", "ssn",
@@ -313,7 +313,7 @@ def _parse_routes(value: Any, path: str, errors: list[str]) -> tuple[str, ...] |
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         _err(errors, path, "must be a list of path templates")
         return None
-    from proxy.routes import RouteTemplates  # the parser of the template syntax
+    from proxy.tracking.routes import RouteTemplates  # the parser of the template syntax
 
     for i, route in enumerate(value):
         if not route.startswith("/"):

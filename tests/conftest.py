@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.embedded import EmbeddedRedis, free_port
+from proxy.stream.embedded import EmbeddedRedis, free_port
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
 
 from aiohttp import web  # noqa: E402
 
-from proxy.server import ProxyWorker  # noqa: E402
+from proxy.edge.server import ProxyWorker  # noqa: E402
 from proxy.settings import Settings, load  # noqa: E402
 
 

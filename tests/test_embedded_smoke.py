@@ -1,6 +1,6 @@
 import redis.asyncio as aioredis
 
-from proxy.embedded import EmbeddedRedis
+from proxy.stream.embedded import EmbeddedRedis
 
 
 async def test_redis_fixture_is_real(redis_client: aioredis.Redis) -> None:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from collectors.service import CollectorService
 from collectors.settings import CollectorSettings, parse
-from proxy.embedded import EmbeddedRedis
+from proxy.stream.embedded import EmbeddedRedis
 from tests.collectors.factory import STREAM
 
 GOALS_AND_FUNNELS: dict[str, Any] = {

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from collectors.api import BadParam, parse_time
-from proxy.embedded import free_port
+from proxy.stream.embedded import free_port
 from tests.collectors.conftest import ServiceFactory, drained
 from tests.collectors.factory import T0, xadd_events
 from tests.collectors.population import SITE, population

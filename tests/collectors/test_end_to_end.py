@@ -25,8 +25,8 @@ from yarl import URL
 
 from collectors.service import CollectorService
 from collectors.settings import parse
-from proxy.identity import CookieIdentity
-from proxy.server import ProxyWorker
+from proxy.edge.server import ProxyWorker
+from proxy.tracking.identity import CookieIdentity
 from tests.collectors.conftest import drained
 from tests.collectors.e2e_population import (
     API_JSON,

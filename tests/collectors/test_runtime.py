@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from proxy.embedded import EmbeddedRedis, free_port
+from proxy.stream.embedded import EmbeddedRedis, free_port
 from tests.collectors.conftest import ServiceFactory, drained
 from tests.collectors.factory import STREAM, T0, event, xadd_events
 

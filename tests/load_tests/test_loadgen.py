@@ -14,7 +14,7 @@ from aiohttp import web
 from load_tests import loadgen, reference_proxy
 from load_tests.bench import count_events
 from load_tests.upstream import DOWNLOAD_BODY, HTML_BODY, PAYLOADS, SMALL_BODY, serve_python
-from proxy.embedded import EmbeddedRedis, free_port
+from proxy.stream.embedded import EmbeddedRedis, free_port
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,9 @@ import psutil
 import pytest
 from aiohttp import web
 
-from proxy.embedded import free_port
+from proxy.stream.embedded import free_port
 from tests.proxy.processes import stop, wait_ready
-from tests.proxy.test_tracking import NAV, V1_FIELDS
+from tests.proxy.tracking.test_tracking import NAV, V1_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -95,7 +95,7 @@ def test_bad_route_template_is_reported_at_load(tmp_path: Path) -> None:
 
 
 def test_cookie_secret_is_created_once_and_reused(tmp_path: Path) -> None:
-    from proxy.server import ensure_cookie_secret
+    from proxy.edge.server import ensure_cookie_secret
 
     s = load(None, {"data_dir": str(tmp_path)}, env={})
     first = ensure_cookie_secret(s).identity.cookie_secret

@@ -1,0 +1,110 @@
+"""Enrichment: from raw request values to the event's ``ua``, ``bot``, ``bot_name``,
+``referrer``, ``utm``, ``channel`` and ``country`` fields (DESIGN.md 3.3).
+
+Parts, one concern each:
+
+- :mod:`.useragent` — ua-parser (uap-core) parse, device class, cached per UA string
+- :mod:`.bots` — named bot markers (``config/bots.json``) + the crawler-user-agents list
+- :mod:`.referrer` — Referer split and classification (``config/referrers.json``), cached
+- :mod:`.campaign` — ``utm_*`` and click ids (``config/campaigns.json``), pure
+- :mod:`.channel` — GA4-style channel grouping, pure
+- :mod:`.geo` — country from a trusted edge header or a MaxMind-format database
+- :mod:`.data` — locating and reading the ``config/`` data files
+
+:class:`Enricher` composes them; ``proxy.tracking.event.EventBuilder`` calls it once per event
+in the publisher's flush task. Field meanings and channel rules: README.md "Enrichment".
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from proxy.settings import EnrichmentSettings
+from proxy.tracking.enrich import data
+from proxy.tracking.enrich.bots import BotMatcher
+from proxy.tracking.enrich.campaign import extract_utm, is_paid, load_click_ids
+from proxy.tracking.enrich.channel import channel
+from proxy.tracking.enrich.geo import CountryLookup
+from proxy.tracking.enrich.referrer import ReferrerClassifier, SourceIndex
+from proxy.tracking.enrich.useragent import AgentParser
+
+__all__ = ["Enricher"]
+
+# Referrer mediums that a paid campaign relabels as "paid"; internal and direct stay.
+_PAYABLE = frozenset({"search", "social", "email", "chatbot", "unknown"})
+
+
+class Enricher:
+    """Stateful only through bounded caches and the GeoIP reader; not thread-safe by
+    design (one per event loop). Loads data files and compiles matchers at init
+    (~0.2 s), so build one per process, not per event."""
+
+    def __init__(self, settings: EnrichmentSettings) -> None:
+        self._bots = BotMatcher(data.load("bots.json"))
+        self._agents = AgentParser(self._bots, settings.ua_cache_size)
+        self._sources = SourceIndex(data.load("referrers.json"))
+        self._referrers = ReferrerClassifier(
+            self._sources, settings.own_domains, settings.referrer_cache_size
+        )
+        self._click_ids = load_click_ids(data.load("campaigns.json"))
+        self._geo = CountryLookup(settings.geoip_database)
+        self._source_category = functools.lru_cache(maxsize=4096)(self._category)
+        self._channel = functools.lru_cache(maxsize=4096)(channel)  # few distinct inputs
+
+    def enrich(
+        self,
+        *,
+        site: str,
+        path: str,
+        query: list[tuple[str, str]],
+        user_agent: str | None,
+        referer: str | None,
+        client_ip: str | None,
+        country_header: str | None,
+    ) -> dict[str, Any]:
+        """The enrichment fields of one event: exactly ``ua, bot, bot_name, referrer,
+        utm, channel, country``. Nested dicts are fresh copies the caller owns.
+
+        ``country_header`` must already be filtered to trusted peers; ``client_ip`` is
+        the raw address, used for the GeoIP look-up only and never kept.
+        """
+        agent = self._agents.lookup(user_agent)
+        ua = dict(agent.ua)
+        bot = agent.bot
+        if not bot and path in self._bots.paths:
+            bot = True
+            ua["device"] = "bot"
+        utm, click = extract_utm(query, self._click_ids) if query else ({}, None)
+        referrer = dict(self._referrers.classify(referer, site))
+        ref_medium: str = referrer["medium"]
+        if utm:
+            if ref_medium in _PAYABLE and is_paid(utm, click):
+                referrer["medium"] = "paid"
+            utm_source = utm.get("source")
+            category = self._source_category(utm_source or referrer.get("source"))
+            click_kind = click.kind if click is not None and click.paid else None
+            event_channel = self._channel(
+                ref_medium, utm_source, utm.get("medium"), category, click_kind, True
+            )
+        else:
+            event_channel = self._channel(ref_medium, None, None, None, None, False)
+        return {
+            "ua": ua,
+            "bot": bot,
+            "bot_name": agent.bot_name,
+            "referrer": referrer,
+            "utm": utm,
+            "channel": event_channel.value,
+            "country": self._geo.country(country_header, client_ip),
+        }
+
+    def close(self) -> None:
+        """Release the GeoIP reader; idempotent."""
+        self._geo.close()
+
+    def _category(self, name: str | None) -> str | None:
+        if not name:
+            return None
+        source = self._sources.by_name(name.lower())
+        return source.medium if source is not None else None

@@ -1,0 +1,140 @@
+"""Event v1: the snapshot the hot path hands off, and the pure builder that turns it
+into the event dict of DESIGN.md 3.3.
+
+The hot path only fills an :class:`Exchange` (raw values it already holds) and
+queues it. :func:`EventBuilder.build` runs later, in the publisher's flush task:
+scrubbing, route templates, enrichment and IP anonymisation all happen there.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from multidict import CIMultiDictProxy
+
+from proxy.settings import Settings
+from proxy.tracking.enrich import Enricher
+from proxy.tracking.privacy import anonymize_ip, scrub_path, scrub_query
+from proxy.tracking.routes import RouteTemplates
+
+SCHEMA_VERSION = 1
+
+
+def new_event_id() -> str:
+    """UUIDv7 as 32 hex chars: 48-bit Unix ms, version/variant bits, 74 random bits.
+
+    Time-ordered, so stream consumers and warehouses can sort and dedupe on it.
+    """
+    ms = time.time_ns() // 1_000_000
+    # Mersenne Twister, not urandom: ids need uniqueness, not secrecy, and the
+    # random module reseeds itself in forked children. 3x cheaper per event.
+    rand = random.getrandbits(80)
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) & 0xFFF) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return f"{value:032x}"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the hot path knows about one finished request/response exchange.
+
+    Raw values only: nothing here is scrubbed or anonymised yet, so an Exchange
+    never leaves the process; :meth:`EventBuilder.build` makes the event from it.
+    """
+
+    ts: float  # request received, Unix seconds
+    method: str
+    raw_path: str  # path and query exactly as received
+    site: str  # Host without port, lower-case
+    scheme: str  # the client's scheme (http/https), after trusted X-Forwarded-Proto
+    headers: CIMultiDictProxy[str]  # request headers (immutable view)
+    client_ip: str | None  # resolved client address, before anonymisation
+    peer_trusted: bool  # the TCP peer is a trusted proxy: its edge headers count
+    pageview: bool
+    status: int
+    bytes_out: int
+    content_type: str | None
+    duration_ms: float
+    upstream_ms: float | None
+    visitor: str | None
+    session: str | None
+    new_visitor: bool
+    new_session: bool
+    consent: str  # "granted" | "denied"
+    trace_id: str
+    error: str | None
+
+
+class EventBuilder:
+    """Turns an :class:`Exchange` into an event v1 dict. Pure apart from the id and
+    the enricher's caches; safe to call from the flush task only."""
+
+    def __init__(self, settings: Settings, enricher: Enricher) -> None:
+        self._privacy = settings.privacy
+        self._routes = RouteTemplates(settings.routes)
+        self._enricher = enricher
+        self._country_headers = settings.enrichment.country_headers
+        self._anonymized: dict[str, str | None] = {}  # client IPs repeat within visits
+
+    def build(self, ex: Exchange) -> dict[str, Any]:
+        path, _, raw_query = ex.raw_path.partition("?")
+        pairs = parse_qsl(raw_query, keep_blank_values=True) if raw_query else []
+        headers = ex.headers
+        country_header = None
+        if ex.peer_trusted:
+            for name in self._country_headers:
+                country_header = headers.get(name)
+                if country_header:
+                    break
+        enriched = self._enricher.enrich(
+            site=ex.site,
+            path=path,
+            query=pairs,
+            user_agent=headers.get("User-Agent"),
+            referer=headers.get("Referer"),
+            client_ip=ex.client_ip,
+            country_header=country_header,
+        )
+        clean_path = scrub_path(path)
+        ip = ex.client_ip
+        if ip is not None and self._privacy.anonymize_ip:
+            ip = self._anonymize(ip)
+        event: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "id": new_event_id(),
+            "ts": ex.ts,
+            "kind": "pageview" if ex.pageview else "request",
+            "site": ex.site,
+            "method": ex.method,
+            "path": clean_path,
+            "route": self._routes.route(clean_path),
+            "query": scrub_query(pairs, self._privacy),
+            "status": ex.status,
+            "bytes_out": ex.bytes_out,
+            "content_type": ex.content_type,
+            "duration_ms": round(ex.duration_ms, 3),
+            "upstream_ms": None if ex.upstream_ms is None else round(ex.upstream_ms, 3),
+            "visitor": ex.visitor,
+            "session": ex.session,
+            "new_visitor": ex.new_visitor,
+            "new_session": ex.new_session,
+            "ip": ip,
+            "trace_id": ex.trace_id,
+            "error": ex.error,
+            "consent": ex.consent,
+        }
+        event.update(enriched)
+        return event
+
+    def _anonymize(self, ip: str) -> str | None:
+        try:
+            return self._anonymized[ip]
+        except KeyError:
+            pass
+        if len(self._anonymized) >= 50_000:
+            self._anonymized.clear()  # crude bound; refilling costs ~3 µs per address
+        anon = self._anonymized[ip] = anonymize_ip(ip)
+        return anon
