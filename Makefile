@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo run test lint typecheck check bench clean
+.PHONY: venv demo run test lint typecheck check bench update-data clean
 
 $(BIN)/footfall: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ check: lint typecheck test
 
 bench: venv               ## the hot-path benchmark (load_tests/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python load_tests/bench.py $(BENCH_ARGS)
+
+update-data: venv        ## make update-data MATOMO_DIR=path/to/searchengine-and-social-list [ISBOT_DIR=path/to/package]
+	$(if $(MATOMO_DIR),$(BIN)/python -m proxy.tracking.enrich.update_data matomo $(MATOMO_DIR))
+	$(if $(ISBOT_DIR),$(BIN)/python -m proxy.tracking.enrich.update_data isbot $(ISBOT_DIR))
 
 clean:
 	rm -rf $(VENV) footfall-data .pytest_cache .mypy_cache .ruff_cache

@@ -5,11 +5,13 @@ Parts, one concern each:
 
 - :mod:`.useragent` — ua-parser (uap-core) parse, device class, cached per UA string
 - :mod:`.bots` — named bot markers (``config/bots.json``) + the crawler-user-agents list
-- :mod:`.referrer` — Referer split and classification (``config/referrers.json``), cached
+- :mod:`.sources` — the host → source index: Matomo's lists (``config/matomo/``) + ``config/referrers.json``
+- :mod:`.referrer` — Referer split, classification against :mod:`.sources`, search terms; cached
 - :mod:`.campaign` — ``utm_*`` and click ids (``config/campaigns.json``), pure
 - :mod:`.channel` — GA4-style channel grouping, pure
 - :mod:`.geo` — country from a trusted edge header or a MaxMind-format database
 - :mod:`.data` — locating and reading the ``config/`` data files
+- :mod:`.update_data` — re-imports newer copies of the vendored lists (Matomo, isbot)
 
 :class:`Enricher` composes them; ``proxy.tracking.event.EventBuilder`` calls it once per event
 in the publisher's flush task. Field meanings and channel rules: README.md "Enrichment".
@@ -26,7 +28,8 @@ from proxy.tracking.enrich.bots import BotMatcher
 from proxy.tracking.enrich.campaign import extract_utm, is_paid, load_click_ids
 from proxy.tracking.enrich.channel import channel
 from proxy.tracking.enrich.geo import CountryLookup
-from proxy.tracking.enrich.referrer import ReferrerClassifier, SourceIndex
+from proxy.tracking.enrich.referrer import ReferrerClassifier
+from proxy.tracking.enrich.sources import SourceIndex
 from proxy.tracking.enrich.useragent import AgentParser
 
 __all__ = ["Enricher"]
@@ -43,7 +46,7 @@ class Enricher:
     def __init__(self, settings: EnrichmentSettings) -> None:
         self._bots = BotMatcher(data.load("bots.json"))
         self._agents = AgentParser(self._bots, settings.ua_cache_size)
-        self._sources = SourceIndex(data.load("referrers.json"))
+        self._sources = SourceIndex(data.load("matomo/matomo.json"), data.load("referrers.json"))
         self._referrers = ReferrerClassifier(
             self._sources, settings.own_domains, settings.referrer_cache_size
         )

@@ -43,7 +43,7 @@ _BY_REFERRER = {
     "email": Channel.EMAIL,
     "chatbot": Channel.AI_ASSISTANT,
     "unknown": Channel.REFERRAL,
-    "paid": Channel.REFERRAL,  # not reached: paid needs campaign parameters
+    "paid": Channel.DISPLAY,  # an ad network's click-through host (doubleclick, taboola): GA4's "Paid Other"
 }
 
 

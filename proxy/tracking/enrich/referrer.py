@@ -1,7 +1,8 @@
 """Referrer: split the Referer header and classify its host.
 
 Pure functions plus :class:`ReferrerClassifier`, which caches by the Referer string
-(pages link to each other over and over) and by host. The returned ``url`` keeps
+(pages link to each other over and over) and the host's rules of
+:class:`proxy.tracking.enrich.sources.SourceIndex` by host. The returned ``url`` keeps
 scheme, host, port and path only: the query (where PII such as e-mail addresses and
 tokens lives) is dropped, except a search term from a known search engine's
 parameter, which is re-encoded alone.
@@ -10,21 +11,14 @@ parameter, which is re-encoded alone.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote_plus
+from urllib.parse import parse_qsl, quote_plus, unquote_plus
+
+from proxy.tracking.enrich.sources import Rules, SourceIndex, Term, match_rules
 
 DIRECT: dict[str, Any] = {"medium": "direct"}
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One entry of ``config/referrers.json``."""
-
-    name: str
-    medium: str  # search | social | email | chatbot
-    params: tuple[str, ...] = ()  # query parameters carrying a search term
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,62 +54,27 @@ def split_referer(referer: str) -> SplitUrl | None:
     return SplitUrl(scheme.lower(), host, authority, path or "/", query)
 
 
-def _tld_bases(host: str) -> Iterable[str]:
-    """``host`` without a TLD-looking suffix: ``google.co.uk`` -> ``google.co``, ``google``."""
-    labels = host.split(".")
-    if len(labels) >= 2:
-        yield ".".join(labels[:-1])
-    if len(labels) >= 3 and len(labels[-2]) <= 3 and len(labels[-1]) == 2:
-        yield ".".join(labels[:-2])
-
-
-class SourceIndex:
-    """Host and utm_source look-ups over ``config/referrers.json`` (pure, uncached)."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._exact: dict[str, Source] = {}
-        self._wildcard: dict[str, Source] = {}  # "google" for "google.*"
-        self._names: dict[str, Source] = {}
-        for entry in data["sources"]:
-            source = Source(entry["name"], entry["medium"], tuple(entry.get("params", ())))
-            for host in entry["hosts"]:
-                if host.endswith(".*"):
-                    self._wildcard.setdefault(host[:-2], source)
-                else:
-                    self._exact.setdefault(host, source)
-                    self._names.setdefault(host, source)
-            for alias in (entry["name"], *entry.get("aliases", ())):
-                self._names.setdefault(alias.lower(), source)
-
-    def by_host(self, host: str) -> Source | None:
-        """Most specific match: ``host`` itself, then each parent domain in turn."""
-        labels = host.split(".")
-        for i in range(len(labels)):
-            candidate = ".".join(labels[i:])
-            found = self._exact.get(candidate)
-            if found is not None:
-                return found
-            for base in _tld_bases(candidate):
-                found = self._wildcard.get(base)
-                if found is not None:
-                    return found
+def search_term(query: str, params: tuple[Term, ...], base: str = "", url: str = "") -> tuple[str | None, str] | None:
+    """``(param, term)`` for the first non-empty term: a query parameter by name, or group 1
+    of a regex over the referring URL without its query (``base``), else over all of it
+    (``url``); then ``param`` is ``None``: the term sits in the path, which is kept anyway.
+    A URL value is no term (``google.com/url?q=https://...`` carries the destination)."""
+    if not params:
         return None
-
-    def by_name(self, name: str) -> Source | None:
-        """A utm_source value (lower-case) -> its source: ``fb``, ``google``, ``t.co``."""
-        return self._names.get(name) or self.by_host(name.removeprefix("www."))
-
-
-def search_term(query: str, params: tuple[str, ...]) -> tuple[str, str] | None:
-    """``(param, term)`` for the first non-empty term param; a URL value is no term
-    (``google.com/url?q=https://...`` carries the destination, not a search)."""
-    if not query or not params:
-        return None
-    values = dict(parse_qsl(query, keep_blank_values=False))
+    values: dict[str, str] | None = None
     for param in params:
-        term = values.get(param, "").strip()
+        if isinstance(param, str):
+            if values is None:
+                values = dict(parse_qsl(query, keep_blank_values=False)) if query else {}
+            name: str | None = param
+            term = values.get(param, "").strip()
+        else:
+            found = param.search(base) or param.search(url)
+            if found is None or not found.groups():
+                continue
+            name, term = None, unquote_plus(found.group(1)).strip()
         if term and not term.startswith(("http://", "https://", "www.")):
-            return param, term
+            return name, term
     return None
 
 
@@ -132,7 +91,7 @@ class ReferrerClassifier:
 
     def __init__(self, index: SourceIndex, own_domains: Iterable[str], cache_size: int) -> None:
         self._own = tuple(d.lower().lstrip("*").strip(".") for d in own_domains if d.strip("*."))
-        self._host = functools.lru_cache(maxsize=cache_size)(index.by_host)
+        self._rules = functools.lru_cache(maxsize=cache_size)(index.rules_for)
         self.classify_cached = functools.lru_cache(maxsize=cache_size)(self._classify)
 
     def classify(self, referer: str | None, site: str) -> dict[str, Any]:
@@ -149,13 +108,15 @@ class ReferrerClassifier:
         if is_internal(parts.host, site, self._own):
             result.update(medium="internal", source=parts.host)
             return result
-        source = self._host(parts.host)
+        rules: Rules = self._rules(parts.host)
+        source = match_rules(rules, parts.path) if rules else None
         if source is None:
             result.update(medium="unknown", source=parts.host.removeprefix("www."))
             return result
         result.update(medium=source.medium, source=source.name)
-        term = search_term(parts.query, source.params)
+        term = search_term(parts.query, source.params, base, referer)
         if term is not None:
-            result["url"] = f"{base}?{term[0]}={quote_plus(term[1])}"
+            if term[0] is not None:
+                result["url"] = f"{base}?{term[0]}={quote_plus(term[1])}"
             result["term"] = term[1]
         return result

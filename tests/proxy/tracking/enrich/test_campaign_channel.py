@@ -126,7 +126,7 @@ def test_channel_end_to_end(enricher: Enricher, referer: str | None,
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"referrer_medium": "paid", "tagged": False}, Channel.REFERRAL),
+        ({"referrer_medium": "paid", "tagged": False}, Channel.DISPLAY),  # an ad network host
         ({"referrer_medium": "nonsense", "tagged": False}, Channel.REFERRAL),
         ({"referrer_medium": "social", "tagged": True, "utm_medium": "cpc",
           "source_category": "chatbot"}, Channel.DISPLAY),
