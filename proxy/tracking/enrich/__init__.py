@@ -4,7 +4,7 @@
 Parts, one concern each:
 
 - :mod:`.useragent` — ua-parser (uap-core) parse, device class, cached per UA string
-- :mod:`.bots` — named bot markers (``config/bots.json``) + the crawler-user-agents list
+- :mod:`.bots` — named bot markers (``config/bots.json``) + crawler-user-agents + isbot, one matcher
 - :mod:`.sources` — the host → source index: Matomo's lists (``config/matomo/``) + ``config/referrers.json``
 - :mod:`.referrer` — Referer split, classification against :mod:`.sources`, search terms; cached
 - :mod:`.campaign` — ``utm_*`` and click ids (``config/campaigns.json``), pure
@@ -44,7 +44,7 @@ class Enricher:
     (~0.2 s), so build one per process, not per event."""
 
     def __init__(self, settings: EnrichmentSettings) -> None:
-        self._bots = BotMatcher(data.load("bots.json"))
+        self._bots = BotMatcher(data.load("bots.json"), data.load("isbot/patterns.json")["patterns"])
         self._agents = AgentParser(self._bots, settings.ua_cache_size)
         self._sources = SourceIndex(data.load("matomo/matomo.json"), data.load("referrers.json"))
         self._referrers = ReferrerClassifier(

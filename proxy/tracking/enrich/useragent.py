@@ -103,12 +103,10 @@ class AgentParser:
         os_family = os.family if os else None
         device = device_class(os_family, dev.family if dev else None, dev.brand if dev else None,
                               user_agent)  # fmt: skip
-        bot_name = self._bots.name(user_agent)
-        if bot_name is None and device == "bot":
-            bot_name = browser if browser != "Other" else None
-            bot = True
-        else:
-            bot = bot_name is not None
+        bot_name = self._bots.name(user_agent)  # "" for a bot without a readable name
+        bot = bot_name is not None or device == "bot"
+        if not bot_name:
+            bot_name = browser if bot and browser != "Other" else None
         ua: dict[str, str | None] = {
             "browser": browser,
             "browser_version": _version(agent.major, agent.minor) if agent else None,
