@@ -123,6 +123,11 @@ class EnrichmentSettings:
     )  # fmt: skip
     ua_cache_size: int = 20_000  # distinct User-Agent strings kept parsed (LRU)
     referrer_cache_size: int = 20_000  # distinct Referer strings and hosts kept classified (LRU)
+    # Behavioural bot score (README "Bot score"): computed per event in the flush task.
+    bot_score: bool = True
+    bot_score_threshold: int = 30  # analytics: sessions scored below this are automated (excluded by default)
+    bot_score_actors: int = 20_000  # visitors/clients remembered per worker (LRU, ~0.5 KB each)
+    honeypot_paths: tuple[str, ...] = ()  # exact paths no human requests (a hidden link's target): a bot signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,5 +464,12 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
             errors.append(f"redis.url: must be redis://, rediss:// or unix://, not {s.redis.url!r}")
     if not s.redis.stream_prefix:
         errors.append("redis.stream_prefix: must not be empty")
+    if not 1 <= s.enrichment.bot_score_threshold <= 99:
+        errors.append(f"enrichment.bot_score_threshold: must be 1-99, not {s.enrichment.bot_score_threshold}")
+    if s.enrichment.bot_score_actors <= 0:
+        errors.append("enrichment.bot_score_actors: must be greater than 0")
+    for i, path in enumerate(s.enrichment.honeypot_paths):
+        if not path.startswith("/"):
+            errors.append(f"enrichment.honeypot_paths[{i}]: must be a path starting with '/', not {path!r}")
     if s.enrichment.geoip_database and not Path(s.enrichment.geoip_database).is_file():
         errors.append(f"enrichment.geoip_database: no such file: {s.enrichment.geoip_database!r}")

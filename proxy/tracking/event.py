@@ -18,6 +18,7 @@ from multidict import CIMultiDictProxy
 
 from proxy.settings import Settings
 from proxy.tracking.enrich import Enricher
+from proxy.tracking.enrich.behaviour import BehaviourScorer
 from proxy.tracking.privacy import anonymize_ip, scrub_path, scrub_query
 from proxy.tracking.routes import RouteTemplates
 
@@ -69,8 +70,9 @@ class Exchange:
 
 
 class EventBuilder:
-    """Turns an :class:`Exchange` into an event v1 dict. Pure apart from the id and
-    the enricher's caches; safe to call from the flush task only."""
+    """Turns an :class:`Exchange` into an event v1 dict. Pure apart from the id, the
+    enricher's caches and the bot scorer's per-actor memory (events must be built in
+    arrival order, one builder per worker); safe to call from the flush task only."""
 
     def __init__(self, settings: Settings, enricher: Enricher) -> None:
         self._privacy = settings.privacy
@@ -78,6 +80,13 @@ class EventBuilder:
         self._enricher = enricher
         self._country_headers = settings.enrichment.country_headers
         self._anonymized: dict[str, str | None] = {}  # client IPs repeat within visits
+        e = settings.enrichment
+        self._scorer = (
+            BehaviourScorer(cookie_mode=settings.identity.mode == "cookie", honeypot_paths=e.honeypot_paths,
+                            max_actors=e.bot_score_actors)  # fmt: skip
+            if e.bot_score
+            else None
+        )
 
     def build(self, ex: Exchange) -> dict[str, Any]:
         path, _, raw_query = ex.raw_path.partition("?")
@@ -127,6 +136,10 @@ class EventBuilder:
             "consent": ex.consent,
         }
         event.update(enriched)
+        if self._scorer is not None:
+            bot_score = self._scorer.observe(ex, path, enriched["ua"])
+            if bot_score is not None:
+                event["bot_score"] = bot_score
         return event
 
     def _anonymize(self, ip: str) -> str | None:
