@@ -1,10 +1,13 @@
 # ruff: noqa: E501  (user-agent strings are data and stay whole)
-"""Benchmark of the enrichment step alone (proxy.tracking.enrich.Enricher.enrich).
+"""Benchmark of the enrichment step alone (proxy.tracking.enrich.Enricher.enrich), and
+of the behavioural bot score (BehaviourScorer.observe) that EventBuilder adds to it.
 
 Measures median µs per call on a realistic mix of user agents, referrers and
 campaign queries: warm (every distinct string already cached, the steady state)
 and cold (a never-seen UA and Referer on every call: full ua-parser parse,
-crawler-list match and referrer classification). Prints a table and writes
+bot-list match and referrer classification). The bot score is measured on the same
+mix as Exchange snapshots: 2,000 clients browsing (warm: their actors exist) and a
+new client on every call (cold). Prints a table and writes
 load_tests/results/enrich.json. Run: .venv/bin/python load_tests/bench_enrich.py
 """
 
@@ -19,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import crawleruseragents
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.settings import EnrichmentSettings
 from proxy.tracking.enrich import Enricher
+from proxy.tracking.enrich.behaviour import BehaviourScorer
+from proxy.tracking.event import Exchange
 
 RESULTS = Path(__file__).resolve().parent / "results" / "enrich.json"
 # PERF-NOTES: a minimal aiohttp proxy forwards ~4,300 requests/s on one core.
@@ -77,6 +83,40 @@ def time_calls(enricher: Enricher, calls: list[dict[str, Any]]) -> list[float]:
     return out
 
 
+def exchanges(calls: list[dict[str, Any]], rng: random.Random, clients: int) -> list[Exchange]:
+    """The mix as Exchange snapshots: browser-like headers, ``clients`` addresses, cookies
+    coming back after each client's first request."""
+    out, seen = [], set()
+    for i, c in enumerate(calls):
+        client = rng.randrange(clients) if clients else i
+        ua = c["user_agent"]
+        headers = CIMultiDict([("Host", "shop.example"), ("User-Agent", ua), ("Accept", "text/html"),
+                               ("Sec-Fetch-Site", "none"), ("Sec-Fetch-Mode", "navigate"), ("Sec-Fetch-Dest", "document"),
+                               ("Accept-Encoding", "gzip, deflate, br"), ("Accept-Language", "en-US,en;q=0.9")])  # fmt: skip
+        returning = client in seen
+        seen.add(client)
+        page = c["path"] != "/robots.txt" and rng.random() < 0.3
+        out.append(Exchange(
+            ts=1_700_000_000 + i * 0.01, method="GET", raw_path=c["path"], site="shop.example", scheme="https",
+            headers=CIMultiDictProxy(headers), client_ip=f"198.51.{client // 250}.{client % 250}", peer_trusted=False,
+            pageview=page, status=200, bytes_out=1000, content_type="text/html" if page else "text/css",
+            duration_ms=1.0, upstream_ms=1.0, visitor=f"v{client}", session=f"s{client}", new_visitor=not returning,
+            new_session=not returning, consent="granted", trace_id="0" * 32, error=None,
+        ))  # fmt: skip
+    return out
+
+
+def time_scorer(scorer: BehaviourScorer, exs: list[Exchange], ua: dict[str, Any]) -> list[float]:
+    out = []
+    observe = scorer.observe
+    clock = time.perf_counter_ns
+    for ex in exs:
+        t0 = clock()
+        observe(ex, ex.raw_path, ua)
+        out.append((clock() - t0) / 1000)
+    return out
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     q = statistics.quantiles(samples, n=100)
     return {"median_us": statistics.median(samples), "p90_us": q[89], "p99_us": q[98],
@@ -98,7 +138,14 @@ def main() -> None:
     ]  # fmt: skip
     cold = summary(time_calls(enricher, cold_calls))
     enricher.close()
-    rows = {"warm cache (realistic mix)": warm, "cold (every UA and Referer new)": cold}
+    chrome = {"browser": "Chrome", "browser_version": "124.0", "os": "Windows", "device": "desktop"}
+    scorer = BehaviourScorer(cookie_mode=True, honeypot_paths=(), max_actors=20_000)
+    browsing = exchanges(mix[:20_000], rng, clients=2000)
+    time_scorer(scorer, browsing, chrome)  # actors exist
+    score_warm = summary(time_scorer(scorer, browsing, chrome))
+    score_cold = summary(time_scorer(scorer, exchanges(mix[20_000:25_000], rng, clients=0), chrome))
+    rows = {"warm cache (realistic mix)": warm, "cold (every UA and Referer new)": cold,
+            "bot_score, known clients": score_warm, "bot_score, a new client each": score_cold}  # fmt: skip
     print(f"Enricher init: {init_s * 1000:.0f} ms; reference: proxy hop "
           f"~{PROXY_US_PER_REQUEST:.0f} µs CPU per request (PERF-NOTES)")  # fmt: skip
     print(f"{'case':36} {'median µs':>10} {'p90 µs':>8} {'p99 µs':>8} {'% of hop':>9}")
@@ -110,6 +157,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "benchmark": "enrich", "python": platform.python_version(), "init_ms": init_s * 1000,
         "proxy_hop_us_reference": PROXY_US_PER_REQUEST, "warm": warm, "cold": cold,
+        "bot_score_warm": score_warm, "bot_score_cold": score_cold,
     }, indent=2) + "\n")  # fmt: skip
     print(f"wrote {RESULTS}")
 

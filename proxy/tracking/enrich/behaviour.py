@@ -38,8 +38,11 @@ _ASSET_TYPES = ("text/css", "text/javascript", "application/javascript", "applic
                 "image/", "font/", "application/font", "application/x-font", "application/wasm",
                 "video/", "audio/")  # fmt: skip
 _HTML_TYPES = ("text/html", "application/xhtml")
-_HEADER_SIGNALS = frozenset({Signal.HEADERS_MISSING, Signal.HEADER_ORDER})
-_STICKY_FOR_CLIENTS = frozenset({Signal.TRAP})
+_HEADERS_MISSING, _HEADER_ORDER = int(Signal.HEADERS_MISSING), int(Signal.HEADER_ORDER)
+_HEADER_SIGNALS = _HEADERS_MISSING | _HEADER_ORDER
+_HEADERS_OK = int(Signal.HEADERS_OK)
+_TRAP = int(Signal.TRAP)
+_COOKIE_RETURNED = int(Signal.COOKIE_RETURNED)
 _VERDICT_CACHE = 4096
 
 
@@ -48,7 +51,7 @@ class _Pending:
     """A visitor id set on a cookie-less request, until it comes back."""
 
     client: tuple[str | None, str, str]
-    signals: frozenset[Signal]
+    signals: int
     ts: float
     page: bool
 
@@ -79,22 +82,28 @@ class BehaviourScorer:
         self._clients = _Lru(max_actors)
         self._pending = _Lru(max_actors)
         self._sites_with_assets: set[str] = set()
-        self._verdicts: dict[tuple[headerprint.Claim, tuple[str, ...]], frozenset[Signal]] = {}
+        Browser = tuple[str | None, str | None]
+        self._claims: dict[Browser, headerprint.Claim | None] = {}
+        self._verdicts: dict[tuple[Browser, tuple[str, ...]], int] = {}  # by the header-order key
 
     def observe(self, ex: Exchange, path: str, ua: Mapping[str, Any]) -> int | None:
         """The event's ``bot_score`` (``None``: no evidence yet). ``path`` is the request
         path without query; ``ua`` the event's parsed ``ua`` object."""
-        return score(self.signals(ex, path, ua))
+        return score(self.record(ex, path, ua))
 
-    def signals(self, ex: Exchange, path: str, ua: Mapping[str, Any]) -> set[Signal]:
-        """Record the exchange; the signals of its actor so far."""
+    def signals(self, ex: Exchange, path: str, ua: Mapping[str, Any]) -> Signal:
+        """Like :meth:`observe`, but the signals themselves (for tests and tools)."""
+        return Signal(self.record(ex, path, ua))
+
+    def record(self, ex: Exchange, path: str, ua: Mapping[str, Any]) -> int:
+        """Record the exchange; the signal mask of its actor so far."""
         request_signals = self._request_signals(ex, path, ua)
         page = _is_page(ex)
         cookie_set = self._cookie_mode and ex.consent == "granted" and ex.visitor is not None
         if cookie_set and not ex.new_visitor:
             actor = self._visitor(ex.visitor)
             actor.signals |= request_signals  # one person: what they did once stays theirs
-            remembered: frozenset[Signal] | set[Signal] = actor.signals
+            remembered = actor.signals
         else:
             client = (ex.client_ip, ex.headers.get("User-Agent", ""), ex.site)
             actor = self._clients.touch(client, Actor)
@@ -105,7 +114,7 @@ class BehaviourScorer:
                     self._pending.popitem(last=False)
             # A client key may be many people (NAT): header verdicts are per request, and
             # only a trap sticks, until the key turns out to be shared.
-            actor.signals |= request_signals & _STICKY_FOR_CLIENTS
+            actor.signals |= request_signals & _TRAP
             remembered = request_signals if actor.shared else request_signals | actor.signals
         if page:
             note_page(actor, ex.ts)
@@ -113,16 +122,16 @@ class BehaviourScorer:
             actor.assets += 1
             if len(self._sites_with_assets) < 10_000:
                 self._sites_with_assets.add(ex.site)
-        signals = {*remembered, *state_signals(actor, ex.site in self._sites_with_assets)}
+        signals = remembered | state_signals(actor, ex.site in self._sites_with_assets)
         if signals & _HEADER_SIGNALS:
-            signals.discard(Signal.HEADERS_OK)
+            signals &= ~_HEADERS_OK
         return signals
 
     def _visitor(self, visitor: Any) -> Actor:
         actor: Actor | None = self._visitors.touch(visitor)
         if actor is None:
             actor = self._visitors.touch(visitor, Actor)
-            actor.signals.add(Signal.COOKIE_RETURNED)
+            actor.signals |= _COOKIE_RETURNED
             first: _Pending | None = self._pending.pop(visitor, None)
             if first is not None:  # the request that set this cookie belongs to this actor
                 actor.signals |= first.signals
@@ -134,27 +143,29 @@ class BehaviourScorer:
                     origin.shared = True
         return actor
 
-    def _request_signals(self, ex: Exchange, path: str, ua: Mapping[str, Any]) -> frozenset[Signal]:
+    def _request_signals(self, ex: Exchange, path: str, ua: Mapping[str, Any]) -> int:
         if path in self._traps:
-            return frozenset({Signal.TRAP})
+            return _TRAP
         if not _is_page(ex) or not headerprint.secure_context(ex.scheme, ex.site):
-            return frozenset()
-        claim = headerprint.claim(ua.get("browser"), ua.get("browser_version"))
+            return 0
+        browser = (ua.get("browser"), ua.get("browser_version"))
+        if browser in self._claims:
+            claim = self._claims[browser]
+        else:
+            if len(self._claims) >= _VERDICT_CACHE:
+                self._claims.clear()
+            claim = self._claims[browser] = headerprint.claim(*browser)
         if claim is None:
-            return frozenset()
-        key = headerprint.order_key(ex.headers.keys())
-        found = self._verdicts.get((claim, key))
+            return 0
+        key = (browser, headerprint.order_key(ex.headers.keys()))
+        found = self._verdicts.get(key)
         if found is None:
-            verdict = headerprint.check(claim, key)
-            signals = set()
-            if verdict.missing:
-                signals.add(Signal.HEADERS_MISSING)
-            if verdict.out_of_order:
-                signals.add(Signal.HEADER_ORDER)
-            found = frozenset(signals or {Signal.HEADERS_OK})
+            verdict = headerprint.check(claim, key[1])
+            found = (_HEADERS_MISSING if verdict.missing else 0) | (_HEADER_ORDER if verdict.out_of_order else 0)
+            found = found or _HEADERS_OK
             if len(self._verdicts) >= _VERDICT_CACHE:
                 self._verdicts.clear()  # few distinct orders per browser: refills at once
-            self._verdicts[(claim, key)] = found
+            self._verdicts[key] = found
         return found
 
 

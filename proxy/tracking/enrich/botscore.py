@@ -24,19 +24,22 @@ from dataclasses import dataclass, field
 NEUTRAL = 50
 
 
-class Signal(enum.Enum):
+class Signal(enum.IntFlag):
+    """One bit each: an actor's signals are an ``int`` mask (set operations on enum
+    members cost microseconds per event; ints cost nothing)."""
+
     # bot signals
-    TRAP = "trap"  # fetched /robots.txt or a honeypot path
-    HEADERS_MISSING = "headers_missing"  # a browser UA without headers that browser always sends
-    RATE = "rate"  # pages faster than anyone reads
-    HEADER_ORDER = "header_order"  # headers in an order the claimed browser never writes
-    COOKIE_DROPPED = "cookie_dropped"  # 3+ visitor cookies set, none ever came back
-    NO_ASSETS = "no_assets"  # 3+ HTML pages, none of their CSS/JS/images
-    REGULAR = "regular"  # page intervals as even as a timer
+    TRAP = 1  # fetched /robots.txt or a honeypot path
+    HEADERS_MISSING = 2  # a browser UA without headers that browser always sends
+    RATE = 4  # pages faster than anyone reads
+    HEADER_ORDER = 8  # headers in an order the claimed browser never writes
+    COOKIE_DROPPED = 16  # 3+ visitor cookies set, none ever came back
+    NO_ASSETS = 32  # 3+ HTML pages, none of their CSS/JS/images
+    REGULAR = 64  # page intervals as even as a timer
     # human signals
-    COOKIE_RETURNED = "cookie_returned"
-    ASSETS = "assets"
-    HEADERS_OK = "headers_ok"  # a browser's full header set, in its order
+    COOKIE_RETURNED = 128
+    ASSETS = 256
+    HEADERS_OK = 512  # a browser's full header set, in its order
 
 
 WEIGHTS: dict[Signal, int] = {
@@ -62,6 +65,20 @@ REGULAR_CV = 0.1  # REGULAR: std/mean below this
 REGULAR_MIN_MEAN = 0.2  # REGULAR: below this mean interval it is RATE's business
 
 
+# Plain ints for the per-event code: IntFlag operators run in Python.
+_RATE, _REGULAR, _COOKIE_DROPPED = int(Signal.RATE), int(Signal.REGULAR), int(Signal.COOKIE_DROPPED)
+_ASSETS, _NO_ASSETS = int(Signal.ASSETS), int(Signal.NO_ASSETS)
+
+
+def _score(mask: int) -> int | None:
+    if not mask:
+        return None
+    return max(1, min(99, NEUTRAL + sum(w for signal, w in WEIGHTS.items() if mask & signal)))
+
+
+_SCORES = tuple(_score(mask) for mask in range(1 << len(WEIGHTS)))  # every combination, 1,024
+
+
 @dataclass(slots=True)
 class Actor:
     """Everything remembered about one actor (~0.5 KB). ``shared`` marks a client key
@@ -69,7 +86,8 @@ class Actor:
     per-client signals are then off, since NAT and carrier-grade NAT put many people
     behind one address and User-Agent."""
 
-    signals: set[Signal] = field(default_factory=set)
+    signals: int = 0  # Signal bits noted per request (sticky)
+    timing: int = 0  # RATE / REGULAR as of the last page
     pages: int = 0
     assets: int = 0
     cookies_set: int = 0
@@ -92,39 +110,38 @@ def note_page(actor: Actor, ts: float) -> None:
         actor.interval_sq += gap * gap
     actor.last_page = ts if actor.last_page is None else max(ts, actor.last_page)
     actor.recent_pages.append(ts)
+    actor.timing = timing_signals(actor)
 
 
-def timing_signals(actor: Actor) -> set[Signal]:
+def timing_signals(actor: Actor) -> int:
     """RATE and REGULAR from the page timing kept in ``actor``."""
-    out: set[Signal] = set()
+    out = 0
     recent = actor.recent_pages
     if len(recent) == RATE_PAGES and max(recent) - min(recent) < RATE_SECONDS:
-        out.add(Signal.RATE)
+        out |= _RATE
     if actor.intervals >= REGULAR_INTERVALS:
         mean = actor.interval_sum / actor.intervals
         if mean >= REGULAR_MIN_MEAN:
             variance = max(0.0, actor.interval_sq / actor.intervals - mean * mean)
             if math.sqrt(variance) / mean < REGULAR_CV:
-                out.add(Signal.REGULAR)
+                out |= _REGULAR
     return out
 
 
-def state_signals(actor: Actor, site_has_assets: bool) -> set[Signal]:
+def state_signals(actor: Actor, site_has_assets: bool) -> int:
     """The signals read from counters (as opposed to those noted per request)."""
-    out: set[Signal] = set()
     if actor.shared:
-        return out  # many people behind one key: its counters describe no one
+        return 0  # many people behind one key: its counters describe no one
+    out = actor.timing
     if actor.cookies_set >= MIN_COOKIES and actor.cookies_back == 0:
-        out.add(Signal.COOKIE_DROPPED)
+        out |= _COOKIE_DROPPED
     if actor.assets:
-        out.add(Signal.ASSETS)
+        out |= _ASSETS
     elif site_has_assets and actor.pages >= MIN_PAGES:
-        out.add(Signal.NO_ASSETS)
-    return out | timing_signals(actor)
+        out |= _NO_ASSETS
+    return out
 
 
-def score(signals: set[Signal]) -> int | None:
-    """The bot score for these signals; ``None`` when there are none (not enough evidence)."""
-    if not signals:
-        return None
-    return max(1, min(99, NEUTRAL + sum(WEIGHTS[s] for s in signals)))
+def score(signals: int) -> int | None:
+    """The bot score for a mask of signals; ``None`` when there are none (not enough evidence)."""
+    return _SCORES[signals]

@@ -56,7 +56,7 @@ def scorer(**kw: Any) -> BehaviourScorer:
     return BehaviourScorer(**args)
 
 
-def run(s: BehaviourScorer, exchanges: list[Exchange]) -> list[set[Signal]]:
+def run(s: BehaviourScorer, exchanges: list[Exchange]) -> list[Signal]:
     return [s.signals(ex, ex.raw_path, CHROME) for ex in exchanges]
 
 
@@ -78,16 +78,18 @@ def browser_visit(start: float, pages: int, gaps: list[float], *, assets: bool =
 @pytest.mark.parametrize(
     ("signals", "expected"),
     [
-        (set(), None),
-        ({Signal.HEADERS_OK}, 60),
-        ({Signal.COOKIE_RETURNED, Signal.ASSETS, Signal.HEADERS_OK}, 95),
-        ({Signal.HEADERS_MISSING}, 5),
-        ({Signal.TRAP, Signal.HEADERS_MISSING}, 1),
-        ({Signal.COOKIE_RETURNED, Signal.ASSETS, Signal.HEADERS_OK, Signal.REGULAR}, 70),
-        (set(Signal), 1),
+        (Signal(0), None),
+        (Signal.HEADERS_OK, 60),
+        (Signal.COOKIE_RETURNED | Signal.ASSETS | Signal.HEADERS_OK, 95),
+        (Signal.HEADERS_MISSING, 5),
+        (Signal.TRAP | Signal.HEADERS_MISSING, 1),
+        (Signal.COOKIE_RETURNED | Signal.ASSETS | Signal.HEADERS_OK | Signal.REGULAR, 70),
+        (Signal.COOKIE_RETURNED | Signal.ASSETS | Signal.HEADERS_OK | Signal.NO_ASSETS | Signal.REGULAR, 40),
+        (Signal.HEADERS_OK | Signal.COOKIE_DROPPED | Signal.NO_ASSETS, 1),
+        (~Signal(0), 1),
     ],
 )
-def test_score(signals: set[Signal], expected: int | None) -> None:
+def test_score(signals: Signal, expected: int | None) -> None:
     assert score(signals) == expected
 
 
@@ -119,12 +121,12 @@ def test_trap(path: str) -> None:
 )
 def test_request_header_signals(headers: list[tuple[str, str]], scheme: str, ip: str, expected: set[Signal]) -> None:
     s = scorer()
-    assert s.signals(exchange(1.0, headers, scheme=scheme, ip=ip), "/", CHROME) == expected
+    assert s.signals(exchange(1.0, headers, scheme=scheme, ip=ip), "/", CHROME) == sum(expected, Signal(0))
 
 
 def test_header_signals_need_a_known_browser_claim() -> None:
     s = scorer()
-    assert s.signals(exchange(1.0, SCRIPTED), "/", {"browser": "Other", "browser_version": None}) == set()
+    assert s.signals(exchange(1.0, SCRIPTED), "/", {"browser": "Other", "browser_version": None}) == 0
 
 
 def test_cookie_dropped_after_three_cookies_none_back() -> None:
@@ -150,8 +152,8 @@ def test_cookie_returned_joins_the_first_request_and_marks_the_client_shared() -
     s = scorer()
     first = exchange(1.0, chrome_page(False), visitor="v1", new_visitor=True)
     back = exchange(1.2, chrome_page(True), path="/a.css", ctype="text/css", visitor="v1", new_visitor=False)
-    assert s.signals(first, "/", CHROME) == {Signal.HEADERS_OK}
-    assert s.signals(back, "/a.css", CHROME) == {Signal.COOKIE_RETURNED, Signal.HEADERS_OK, Signal.ASSETS}
+    assert s.signals(first, "/", CHROME) == Signal.HEADERS_OK
+    assert s.signals(back, "/a.css", CHROME) == Signal.COOKIE_RETURNED | Signal.HEADERS_OK | Signal.ASSETS
     # Others behind the same address and UA that drop cookies no longer look like one client.
     others = [exchange(2.0 + t, SCRIPTED, scheme="http", ip="203.0.113.9") for t in range(5)]
     # (SCRIPTED has the same UA as chrome_page: the same client key)
