@@ -44,6 +44,7 @@ _HEADERS_OK = int(Signal.HEADERS_OK)
 _TRAP = int(Signal.TRAP)
 _COOKIE_RETURNED = int(Signal.COOKIE_RETURNED)
 _VERDICT_CACHE = 4096
+Browser = tuple[str | None, str | None]  # ua.browser, ua.browser_version
 
 
 @dataclass(slots=True)
@@ -82,7 +83,6 @@ class BehaviourScorer:
         self._clients = _Lru(max_actors)
         self._pending = _Lru(max_actors)
         self._sites_with_assets: set[str] = set()
-        Browser = tuple[str | None, str | None]
         self._claims: dict[Browser, headerprint.Claim | None] = {}
         self._verdicts: dict[tuple[Browser, tuple[str, ...]], int] = {}  # by the header-order key
 
