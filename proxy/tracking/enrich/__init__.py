@@ -1,5 +1,5 @@
 """Enrichment: from raw request values to the event's ``ua``, ``bot``, ``bot_name``,
-``referrer``, ``utm``, ``channel`` and ``country`` fields (DESIGN.md 3.3).
+``referrer``, ``utm``, ``channel`` and ``country`` fields (DESIGN.md 3.3), and ``bot_score``.
 
 Parts, one concern each:
 
@@ -10,6 +10,9 @@ Parts, one concern each:
 - :mod:`.campaign` — ``utm_*`` and click ids (``config/campaigns.json``), pure
 - :mod:`.channel` — GA4-style channel grouping, pure
 - :mod:`.geo` — country from a trusted edge header or a MaxMind-format database
+- :mod:`.headerprint` — the headers a claimed browser must send, and in which order (pure)
+- :mod:`.botscore` — bot-score signals, weights and per-actor state (pure)
+- :mod:`.behaviour` — per-actor LRUs → ``bot_score``; used by ``EventBuilder``, not by :class:`Enricher`
 - :mod:`.data` — locating and reading the ``config/`` data files
 - :mod:`.update_data` — re-imports newer copies of the vendored lists (Matomo, isbot)
 
