@@ -93,6 +93,10 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
+        # Readiness: True once a Redis round trip of this loop succeeded, False
+        # again while Redis errors are being waited out (``problem`` says why).
+        self.ready = False
+        self.problem = "starting"
 
     async def ensure_group(self) -> None:
         try:
@@ -106,7 +110,9 @@ class Consumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; Redis outages are waited out with backoff."""
+        """Consume until :meth:`stop`; Redis outages (even at start) are waited out
+        with backoff (0.1 s doubling to 5 s), one log line when it starts and one
+        when it ends, never a traceback."""
         backoff = 0.1
         group_ready = False
         staged = isinstance(self.sink, StagedSink)
@@ -115,21 +121,34 @@ class Consumer:
                 if not group_ready:
                     await self.ensure_group()
                     group_ready = True
+                    self._became_ready()
                 if staged:
                     await self._pipelined()
                 else:
                     entries = await self._next_entries()
+                    self._became_ready()
                     if entries:
                         await self.handle(entries)
                 backoff = 0.1
             except (RedisError, *_TRANSIENT) as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                if isinstance(exc, ResponseError) and ("NOGROUP" in str(exc) or "no such key" in str(exc)):
                     group_ready = False  # the stream was deleted: recreate
-                log.warning("collector %s/%s: %s; retrying in %.1fs",
-                            self.group, self.name, exc, backoff)  # fmt: skip
+                if self.ready or self.problem == "starting":
+                    log.warning("collector %s/%s: %s; retrying with backoff until Redis answers",
+                                self.group, self.name, exc)  # fmt: skip
+                else:
+                    log.debug("collector %s/%s: %s; retrying in %.1fs", self.group, self.name, exc, backoff)
+                self.ready, self.problem = False, str(exc) or type(exc).__name__
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self.ready, self.problem = False, "stopped"
         log.info("collector %s/%s stopped", self.group, self.name)
+
+    def _became_ready(self) -> None:
+        if not self.ready:
+            if self.problem != "starting":
+                log.info("collector %s/%s: Redis answers again; consuming", self.group, self.name)
+            self.ready, self.problem = True, ""
 
     async def _pipelined(self) -> None:
         """Read, send the staged batch, prepare the read one meanwhile, await the send.
@@ -147,6 +166,7 @@ class Consumer:
             # Nothing is running in Redis now. With a batch in hand, do not block:
             # an idle stream must not delay its apply.
             entries = [] if stopping else await self._next_entries(block=held is None)
+            self._became_ready()
             reply = None
             if held is not None:
                 try:
