@@ -167,10 +167,23 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     return service
 
 
+def example_host(upstreams: tuple[Any, ...]) -> str | None:
+    """A Host the proxy serves when it has no catch-all (None when it has one)."""
+    if any(u.host == "" for u in upstreams) or not upstreams:
+        return None
+    host: str = upstreams[0].host
+    return "www" + host[1:] if host.startswith("*.") else host
+
+
 def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) -> None:
     host = settings.listen.host
     say = plan.announce
-    say(f"Footfall proxy      http://{host}:{proxy_port}/")
+    served = example_host(settings.upstreams)
+    if served is None:
+        say(f"Footfall proxy      http://{host}:{proxy_port}/")
+    else:  # the listen address alone would be refused (421): show a request that works
+        say(f"Footfall proxy      http://{host}:{proxy_port}/ (only for the hosts below)")
+        say(f"  try               curl -H 'Host: {served}' http://{host}:{proxy_port}/")
     for up in settings.upstreams:
         say(f"  upstream          {up.host or '(any host)'} -> {up.url}")
     admin = f"http://{settings.admin_listen.host}:{admin_port}"

@@ -33,9 +33,7 @@ def _left_behind(marker: str) -> list[str]:
 
 
 def _footfall(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, "-m", "proxy.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def _one_clear_line(stderr: str) -> str:
@@ -155,3 +153,45 @@ async def test_unreachable_redis_proxy_spools_and_collectors_wait(upstream_facto
     proc.stderr.close()
     assert "Traceback" not in log, log[-3000:]
     assert "retrying with backoff until Redis answers" in log
+
+
+@pytest.mark.parametrize("route", ["shop.example", "*.example.org"])
+async def test_the_banner_suggests_a_request_that_works_without_a_catch_all(
+    route: str, upstream_factory: Any, tmp_path: Path
+) -> None:
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text="served")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    upstream = await upstream_factory(app)
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "proxy", "--upstream", f"{route}={upstream}", "--tracking", "off",
+         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await wait_ready(admin, proc)
+        assert proc.stdout is not None
+        # The banner is printed before the admin listener can answer: it is all there.
+        read = asyncio.get_running_loop().run_in_executor
+        banner = [await read(None, proc.stdout.readline) for _ in range(3)]
+        try_line = next(line.decode() for line in banner if b"curl" in line)
+        # e.g. "  try   curl -H 'Host: shop.example' http://127.0.0.1:PORT/"
+        host = try_line.split("Host: ", 1)[1].split("'", 1)[0]
+        url = try_line.split()[-1]
+        assert url == f"http://127.0.0.1:{port}/"
+        async with aiohttp.ClientSession() as client:
+            async with client.get(url, headers={"Host": host}) as resp:
+                assert resp.status == 200
+                assert await resp.text() == "served"
+            async with client.get(url) as resp:
+                assert resp.status == 421  # what the bare listen URL alone gets
+        assert await stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
