@@ -145,9 +145,13 @@ class Spool:
         return self.pending_bytes > 0
 
     def writable(self) -> bool:
-        """Open, not refused a record for lack of room since the last replay, and
-        its last write did not fail."""
-        return self._lock_fh is not None and not self._full and not self.failing
+        """Open, with room for a batch (not refused a record for lack of room since
+        the last replay, and at least ``min(4 KiB, max_bytes / 8)`` free: a spool
+        left full by an earlier run counts as full at once), and its last write did
+        not fail."""
+        if self._lock_fh is None or self._full or self.failing:
+            return False
+        return self.max_bytes - self.disk_bytes >= min(4096, self.max_bytes // 8)
 
     def _write_failed(self, what: str, exc: OSError) -> None:
         if not self.failing:

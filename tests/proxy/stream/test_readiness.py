@@ -92,3 +92,19 @@ async def test_a_failing_spool_disk_is_spool_error_and_not_ready(
     await traffic_until(worker.port, lambda: dropped(worker, "spool_error") > 0)
     assert dropped(worker, "spool_full") == 0
     assert await readyz(admin) == 503
+
+
+async def test_a_full_spool_found_at_restart_with_redis_down_is_not_ready(
+    upstream_factory: Any, proxy_factory: Any, redis_server: EmbeddedRedis, admin_of: Any
+) -> None:
+    """The next process on the data dir inherits a full spool: not ready before it
+    has refused a single event."""
+    upstream = await upstream_factory(tiny_site())
+    overrides = {"upstreams": [upstream], "publisher.spool_max_bytes": 4096, "publisher.spool_segment_bytes": 1024}
+    first = await proxy_factory(overrides, redis_url=redis_server.url)
+    redis_server.kill()
+    await traffic_until(first.port, lambda: dropped(first, "spool_full") > 0)
+    await first.stop(grace=1.0)
+    second = await proxy_factory(overrides, redis_url=redis_server.url)
+    admin = await admin_of(second)
+    assert await readyz(admin) == 503
