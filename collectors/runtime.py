@@ -12,8 +12,8 @@ succeeded). The loop:
    pending entries that ``MAXLEN`` trimmed away are counted and dead-lettered
    (reason ``trimmed``);
 3. otherwise XREADGROUP ``>`` in batches of ``batch_size`` (on Redis >= 7 through
-   a script that first counts entries trimmed before the group read them, see
-   :mod:`collectors.trimming`);
+   a transaction whose script first counts entries trimmed before the group read
+   them, see :mod:`collectors.trimming`);
 4. entries that are not event v1 go to the dead-letter stream at once
    (``<stream>:dead``, fields ``event reason group entry``) and are acked;
 5. on a Redis error the batch stays pending (claimed again later) and the loop
@@ -102,8 +102,8 @@ class Consumer:
         # again while Redis errors are being waited out (``problem`` says why).
         self.ready = False
         self.problem = "starting"
-        # Redis >= 7: reads go through trimming.READ_COUNTING (decided in ensure_group).
-        self._counting: Any = None
+        # Redis >= 7: every read is preceded by trimming.CHECK_GAP (decided in ensure_group).
+        self._counting = False
         self._position = "0-0"  # the group's last-delivered id as last seen
         for state in ("pending", "unread"):  # zeros, so increase() sees the first loss
             metrics.entries_trimmed.labels(self.group, state)
@@ -113,7 +113,7 @@ class Consumer:
         info: Any = await self.redis.info("server")
         if trimming.redis_major(info) >= 7:
             created = await self.redis.eval(trimming.CREATE_GROUP, 1, self.stream_key, self.group)
-            self._counting = self.redis.register_script(trimming.READ_COUNTING)
+            self._counting = True
             if created:
                 log.info("created consumer group %s on %s", self.group, self.stream_key)
             return
@@ -224,7 +224,7 @@ class Consumer:
             claimed = await self._claim()
             if claimed:
                 return claimed
-        if self._counting is not None:
+        if self._counting:
             entries = await self._read_counting()
             if entries or not block:
                 return entries
@@ -241,15 +241,21 @@ class Consumer:
         return list(reply[0][1]) if reply else []
 
     async def _read_counting(self) -> list[tuple[Any, Any]]:
-        """XREADGROUP through the script that counts entries trimmed unread first."""
-        reply: Any = await self._counting(
-            keys=[self.stream_key], args=[self.group, self.name, self.settings.batch_size]
-        )
-        trimmed, last, first, entries = trimming.parse_read(reply)
+        """XREADGROUP after the script that counts entries trimmed unread, atomically.
+
+        EVAL, not EVALSHA: inside MULTI a missing script (Redis restarted) would
+        fail alone and let the read through unchecked; Redis compiles the body once.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.eval(trimming.CHECK_GAP, 1, self.stream_key, self.group)
+            pipe.xreadgroup(self.group, self.name, {self.stream_key: ">"}, count=self.settings.batch_size)
+            gap, reply = await pipe.execute()
+        trimmed, last, first = trimming.parse_gap(gap)
+        entries = list(reply[0][1]) if reply else []
         self._position = _s(entries[-1][0]) if entries else last
         if trimmed:
             await self._trimmed_unread(trimmed, last, first)
-        return list(entries)
+        return entries
 
     async def _trimmed_unread(self, n: int, after: str, before: str) -> None:
         """Count entries trimmed before the group read them; record the id range lost."""

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from collectors.runtime_metrics import RuntimeMetrics
 from collectors.service import CollectorService
-from collectors.trimming import parse_read, redis_major
+from collectors.trimming import parse_gap, redis_major
 from proxy.stream.embedded import EmbeddedRedis, free_port
 from tests.collectors.conftest import settings
 from tests.collectors.factory import STREAM, T0, event
@@ -180,16 +180,13 @@ async def test_a_new_group_on_an_old_trimmed_stream_counts_nothing(
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        ([0, b"0-0", b"", None], (0, "0-0", "", [])),
-        (
-            [5, b"1-0", b"9-0", [[b"s", [[b"9-0", [b"event", b"{}"]]]]]],
-            (5, "1-0", "9-0", [(b"9-0", {b"event": b"{}"})]),
-        ),
-        ([-1, b"1-0", b"9-0"], (-1, "1-0", "9-0", [])),
+        ([0, b"0-0", b""], (0, "0-0", "")),
+        ([5, b"1-0", b"9-0"], (5, "1-0", "9-0")),
+        ([-1, b"1-0", b"9-0"], (-1, "1-0", "9-0")),
     ],
 )
-def test_parse_read(reply: list[Any], expected: tuple[Any, ...]) -> None:
-    assert parse_read(reply) == expected
+def test_parse_gap(reply: list[Any], expected: tuple[Any, ...]) -> None:
+    assert parse_gap(reply) == expected
 
 
 @pytest.mark.parametrize(("version", "major"), [("7.0.15", 7), ("6.2.14", 6), ("7.2.4", 7), ("", 0), (b"8.0.1", 8)])
