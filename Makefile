@@ -5,31 +5,43 @@ BIN := $(VENV)/bin
 
 .PHONY: venv demo run test lint typecheck check bench update-data clean
 
-$(BIN)/footfall: pyproject.toml
+# One stamp per set of extras installed into .venv: a venv made by the README's
+# first command (`pip install -e .`, no dev tools) gets the dev extras the first
+# time a target needs them, and either command works first on a fresh clone.
+BASE := $(VENV)/.installed-base
+DEV := $(VENV)/.installed-dev
+
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	touch $@
 
-venv: $(BIN)/footfall
+$(DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BASE) $@
 
-demo: venv                ## the bundled demo site behind the proxy, with collectors
+venv: $(DEV)
+
+demo: $(BASE)             ## the bundled demo site behind the proxy, with collectors
 	$(BIN)/footfall demo
 
-run: venv                 ## make run UPSTREAM=http://127.0.0.1:8000
+run: $(BASE)              ## make run UPSTREAM=http://127.0.0.1:8000
 	$(BIN)/footfall run --upstream $(UPSTREAM)
 
-test: venv
+test: $(DEV)
 	$(BIN)/pytest
 
-lint: venv
+lint: $(DEV)
 	$(BIN)/ruff check proxy collectors tests load_tests
 
-typecheck: venv
+typecheck: $(DEV)
 	$(BIN)/mypy
 
 check: lint typecheck test
 
-bench: venv               ## the hot-path benchmark (load_tests/README.md); BENCH_ARGS=--quick for a smoke run
+bench: $(DEV)             ## the hot-path benchmark (load_tests/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python load_tests/bench.py $(BENCH_ARGS)
 
 update-data: venv        ## make update-data MATOMO_DIR=path/to/searchengine-and-social-list [ISBOT_DIR=path/to/package]

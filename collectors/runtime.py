@@ -9,7 +9,11 @@ succeeded). The loop:
 2. every ``claim_idle_ms / 2`` claims entries idle for ``claim_idle_ms`` (a dead
    or stuck consumer's, or our own failed batches) with XAUTOCLAIM; an entry
    delivered ``max_deliveries`` times goes to the dead-letter stream instead;
-3. otherwise XREADGROUP ``>`` in batches of ``batch_size``;
+   pending entries that ``MAXLEN`` trimmed away are counted and dead-lettered
+   (reason ``trimmed``);
+3. otherwise XREADGROUP ``>`` in batches of ``batch_size`` (on Redis >= 7 through
+   a transaction whose script first counts entries trimmed before the group read
+   them, see :mod:`collectors.trimming`);
 4. entries that are not event v1 go to the dead-letter stream at once
    (``<stream>:dead``, fields ``event reason group entry``) and are acked;
 5. on a Redis error the batch stays pending (claimed again later) and the loop
@@ -40,6 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from collectors import trimming
 from collectors.events import Event, decode
 from collectors.runtime_metrics import RuntimeMetrics
 from collectors.settings import CollectorSettings
@@ -93,8 +98,25 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
+        # Readiness: True once a Redis round trip of this loop succeeded, False
+        # again while Redis errors are being waited out (``problem`` says why).
+        self.ready = False
+        self.problem = "starting"
+        # Redis >= 7: every read is preceded by trimming.CHECK_GAP (decided in ensure_group).
+        self._counting = False
+        self._position = "0-0"  # the group's last-delivered id as last seen
+        for state in ("pending", "unread"):  # zeros, so increase() sees the first loss
+            metrics.entries_trimmed.labels(self.group, state)
 
     async def ensure_group(self) -> None:
+        """Create the group at the stream's start unless it exists; pick the read path."""
+        info: Any = await self.redis.info("server")
+        if trimming.redis_major(info) >= 7:
+            created = await self.redis.eval(trimming.CREATE_GROUP, 1, self.stream_key, self.group)
+            self._counting = True
+            if created:
+                log.info("created consumer group %s on %s", self.group, self.stream_key)
+            return
         try:
             await self.redis.xgroup_create(self.stream_key, self.group, id="0", mkstream=True)
             log.info("created consumer group %s on %s", self.group, self.stream_key)
@@ -106,7 +128,9 @@ class Consumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; Redis outages are waited out with backoff."""
+        """Consume until :meth:`stop`; Redis outages (even at start) are waited out
+        with backoff (0.1 s doubling to 5 s), one log line when it starts and one
+        when it ends, never a traceback."""
         backoff = 0.1
         group_ready = False
         staged = isinstance(self.sink, StagedSink)
@@ -115,21 +139,34 @@ class Consumer:
                 if not group_ready:
                     await self.ensure_group()
                     group_ready = True
+                    self._became_ready()
                 if staged:
                     await self._pipelined()
                 else:
                     entries = await self._next_entries()
+                    self._became_ready()
                     if entries:
                         await self.handle(entries)
                 backoff = 0.1
             except (RedisError, *_TRANSIENT) as exc:
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                if isinstance(exc, ResponseError) and ("NOGROUP" in str(exc) or "no such key" in str(exc)):
                     group_ready = False  # the stream was deleted: recreate
-                log.warning("collector %s/%s: %s; retrying in %.1fs",
-                            self.group, self.name, exc, backoff)  # fmt: skip
+                if self.ready or self.problem == "starting":
+                    log.warning("collector %s/%s: %s; retrying with backoff until Redis answers",
+                                self.group, self.name, exc)  # fmt: skip
+                else:
+                    log.debug("collector %s/%s: %s; retrying in %.1fs", self.group, self.name, exc, backoff)
+                self.ready, self.problem = False, str(exc) or type(exc).__name__
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self.ready, self.problem = False, "stopped"
         log.info("collector %s/%s stopped", self.group, self.name)
+
+    def _became_ready(self) -> None:
+        if not self.ready:
+            if self.problem != "starting":
+                log.info("collector %s/%s: Redis answers again; consuming", self.group, self.name)
+            self.ready, self.problem = True, ""
 
     async def _pipelined(self) -> None:
         """Read, send the staged batch, prepare the read one meanwhile, await the send.
@@ -147,6 +184,7 @@ class Consumer:
             # Nothing is running in Redis now. With a batch in hand, do not block:
             # an idle stream must not delay its apply.
             entries = [] if stopping else await self._next_entries(block=held is None)
+            self._became_ready()
             reply = None
             if held is not None:
                 try:
@@ -186,11 +224,55 @@ class Consumer:
             claimed = await self._claim()
             if claimed:
                 return claimed
+        if self._counting:
+            entries = await self._read_counting()
+            if entries or not block:
+                return entries
+            # Wait for anything past the group's position without moving the group
+            # (a blocking XREADGROUP could jump a trim gap uncounted), then read.
+            woke: Any = await self.redis.xread(
+                {self.stream_key: self._position}, count=1, block=self.settings.block_ms
+            )
+            return await self._read_counting() if woke else []
         reply: Any = await self.redis.xreadgroup(
             self.group, self.name, {self.stream_key: ">"},
             count=self.settings.batch_size, block=self.settings.block_ms if block else None,
         )  # fmt: skip
         return list(reply[0][1]) if reply else []
+
+    async def _read_counting(self) -> list[tuple[Any, Any]]:
+        """XREADGROUP after the script that counts entries trimmed unread, atomically.
+
+        EVAL, not EVALSHA: inside MULTI a missing script (Redis restarted) would
+        fail alone and let the read through unchecked; Redis compiles the body once.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.eval(trimming.CHECK_GAP, 1, self.stream_key, self.group)
+            pipe.xreadgroup(self.group, self.name, {self.stream_key: ">"}, count=self.settings.batch_size)
+            gap, reply = await pipe.execute()
+        trimmed, last, first = trimming.parse_gap(gap)
+        entries = list(reply[0][1]) if reply else []
+        self._position = _s(entries[-1][0]) if entries else last
+        if trimmed:
+            await self._trimmed_unread(trimmed, last, first)
+        return entries
+
+    async def _trimmed_unread(self, n: int, after: str, before: str) -> None:
+        """Count entries trimmed before the group read them; record the id range lost."""
+        if n < 0:
+            log.warning("collector %s: entries between %s and %s were trimmed before being read; "
+                        "their number is unknown (the group's entries-read was not set)",
+                        self.group, after, before)  # fmt: skip
+            return
+        self.metrics.entries_trimmed.labels(self.group, "unread").inc(n)
+        await self.redis.xadd(
+            self.dead_key,
+            {"event": b"", "reason": "trimmed_unread", "group": self.group,
+             "entry": f"{after}..{before}", "count": n},
+            maxlen=self.settings.dead_letter_maxlen, approximate=True,
+        )  # fmt: skip
+        log.warning("collector %s: %d entries after %s were trimmed from %s before the group read them "
+                    "(stream_maxlen too small for this backlog)", self.group, n, after, self.stream_key)  # fmt: skip
 
     async def _claim(self) -> list[tuple[Any, Any]]:
         """Dead-letter over-delivered idle entries, then XAUTOCLAIM the other idle ones."""
@@ -215,6 +297,11 @@ class Consumer:
         self._claim_cursor = _s(reply[0])
         if self._claim_cursor != "0-0":
             self._next_claim = 0.0  # more to claim: keep going next round
+        # Redis >= 7: pending ids whose entries were trimmed, already dropped from the PEL.
+        deleted = [_s(eid) for eid in reply[2]] if len(reply) > 2 else []
+        if deleted:
+            self.metrics.entries_trimmed.labels(self.group, "pending").inc(len(deleted))
+            await self.dead_letter([(eid, None, "trimmed") for eid in deleted])
         claimed = list(reply[1])
         if claimed:
             log.info("collector %s/%s claimed %d idle entries", self.group, self.name, len(claimed))
@@ -235,8 +322,8 @@ class Consumer:
         rejects: list[tuple[str, dict[Any, Any] | None, str]] = []
         for eid, fields in entries:
             eid = _s(eid)
-            if not fields:  # trimmed while pending: XAUTOCLAIM returns no fields
-                self.metrics.trimmed_unread.labels(self.group).inc()
+            if not fields:  # trimmed while pending: Redis 6.2's XAUTOCLAIM returns no fields
+                self.metrics.entries_trimmed.labels(self.group, "pending").inc()
                 rejects.append((eid, None, "trimmed"))
                 continue
             event = decode(fields.get(b"event"))

@@ -1,16 +1,16 @@
 """Runtime metrics of the consumer groups, and the task that samples stream state.
 
 Counters are incremented by :mod:`collectors.runtime`; gauges (lag, pending,
-stream length, trim gap) are sampled every few seconds by :func:`monitor` from
+stream length) are sampled every few seconds by :func:`monitor` from
 ``XINFO GROUPS`` and ``XRANGE``, so they are right even for consumers in other
 processes.
 
 Trimming: ``MAXLEN ~ N`` drops the oldest entries whatever the groups have read.
-``footfall_collector_trim_gap`` turns 1 when the stream's oldest entry is newer
-than the group's last-delivered id, i.e. the group fell more than N entries
-behind and unread entries are being trimmed; ``footfall_collector_trimmed_unread_total``
-counts the pending entries found trimmed when claimed. Size N as
-peak events/s x the longest collector outage to ride out (see README.md "Collectors").
+``footfall_collector_entries_trimmed_total{group, state}`` counts, cumulatively,
+the entries lost that way: ``pending`` (delivered, not acknowledged) and
+``unread`` (never delivered; Redis >= 7), see :mod:`collectors.trimming`. Any
+increase is lost data: alert on it. Size N as peak events/s x the longest
+collector outage to ride out (see README.md "Collectors").
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ class RuntimeMetrics:
         self.claimed = Counter("footfall_collector_entries_claimed_total",
                                "Idle pending entries claimed from a (dead) consumer.",
                                g, registry=r)  # fmt: skip
-        self.trimmed_unread = Counter("footfall_collector_trimmed_unread_total",
-                                      "Pending entries found trimmed from the stream before "
-                                      "they were applied.", g, registry=r)  # fmt: skip
-        self.trim_gap = Gauge("footfall_collector_trim_gap",
-                              "1 when MAXLEN trimming is deleting entries the group has not "
-                              "read yet.", g, registry=r)  # fmt: skip
+        self.entries_trimmed = Counter(
+            "footfall_collector_entries_trimmed_total",
+            "Entries trimmed from the stream (MAXLEN) before the group applied them: "
+            "state=pending (delivered, not acknowledged) or unread (never delivered).",
+            ["group", "state"], registry=r,
+        )  # fmt: skip
         self.lag_seconds = Gauge("footfall_collector_lag_seconds",
                                  "Age of the oldest entry not yet delivered to the group.",
                                  g, registry=r)  # fmt: skip
@@ -87,12 +87,11 @@ async def sample(redis: aioredis.Redis, stream_key: str, groups: list[str],
         infos[name] = info
     async with redis.pipeline(transaction=False) as pipe:
         pipe.xlen(stream_key)
-        pipe.xrange(stream_key, "-", "+", count=1)
         for group in groups:
             last = infos.get(group, {}).get("last-delivered-id", b"0-0")
             pipe.xrange(stream_key, b"(" + (last if isinstance(last, bytes) else last.encode()),
                         "+", count=1)  # fmt: skip
-        length, first, *unread = await pipe.execute()
+        length, *unread = await pipe.execute()
     metrics.stream_length.set(length)
     now_ms = time.time() * 1000
     for group, oldest in zip(groups, unread, strict=True):
@@ -104,9 +103,6 @@ async def sample(redis: aioredis.Redis, stream_key: str, groups: list[str],
             metrics.lag_entries.labels(group).set(info["lag"])
         lag = max(0.0, (now_ms - _id_tuple(oldest[0][0])[0]) / 1000) if oldest else 0.0
         metrics.lag_seconds.labels(group).set(lag)
-        last = _id_tuple(info.get("last-delivered-id", b"0-0"))
-        gap = bool(first) and last != (0, 0) and _id_tuple(first[0][0]) > last
-        metrics.trim_gap.labels(group).set(1 if gap else 0)
 
 
 async def monitor(redis: aioredis.Redis, stream_key: str, groups: list[str],

@@ -27,6 +27,7 @@ from collectors.performance import PerformanceSink
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
+from proxy.startup import cannot_listen
 from proxy.tasks import spawn
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,12 @@ class CollectorService:
         self._stop_monitor = asyncio.Event()
 
     async def start(self) -> None:
-        """Create the groups and start one consumer task per group plus the sampler."""
+        """Start one consumer task per group plus the sampler; never waits on Redis.
+
+        Each consumer creates its group and waits out an unreachable Redis by
+        itself (see :meth:`Consumer.run`); :attr:`ready` tells when all consume.
+        """
         for c in self.consumers:
-            await c.ensure_group()
             self._tasks.append(spawn(c.run(), name=f"collector-{c.group}"))
         groups = [c.group for c in self.consumers]
         self._stop_monitor.clear()
@@ -105,6 +109,18 @@ class CollectorService:
     def healthy(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
+    @property
+    def ready(self) -> bool:
+        """Every consumer is running and its last Redis round trip succeeded."""
+        return self.healthy and all(c.ready for c in self.consumers)
+
+    def status(self) -> str:
+        """``ready``, or ``not ready (<group>: <why>)`` for ``/readyz``."""
+        if self.ready:
+            return "ready"
+        why = "; ".join(f"{c.group}: {c.problem}" for c in self.consumers if not c.ready)
+        return f"not ready ({why or 'not running'})"
+
     def add_routes(self, app: web.Application) -> None:
         """The query API (``/api/v1/...``) and ``/dashboard`` on ``app``."""
         api.add_routes(app, self.query)
@@ -129,15 +145,23 @@ async def serve(
         ok = service.healthy
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
+    async def readyz(request: web.Request) -> web.Response:
+        ok = service.ready
+        return web.Response(text=f"collectors: {service.status()}\n", status=200 if ok else 503)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     service.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await service.start()
     try:
-        await web.TCPSite(runner, admin_host, admin_port).start()
+        try:
+            await web.TCPSite(runner, admin_host, admin_port).start()
+        except OSError as exc:
+            raise cannot_listen(exc, admin_host, admin_port, "admin") from None
         log.info("collector admin on http://%s:%d/", admin_host, admin_port)
         await asyncio.Event().wait()
     finally:

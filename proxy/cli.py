@@ -10,7 +10,9 @@
 
 Flags override ``FOOTFALL_*`` environment variables, which override the file.
 Configuration errors exit with status 2 and one line per problem, naming the
-field; never a traceback.
+field; a failure to start (a port in use, an unusable data directory) exits with
+status 1 and one line ``footfall: ...`` naming what and what to do, after
+releasing whatever had started. Never a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from proxy import settings as settings_mod
 from proxy.settings import ConfigError, Settings
+from proxy.startup import EXIT_STARTUP, StartupError
 
 EXIT_CONFIG = 2
 
@@ -115,6 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("proxy", "run") and not settings.upstreams:
         _config_error(ConfigError(["upstreams: at least one --upstream is required"]))
         return EXIT_CONFIG
+    try:
+        return _serve(settings, args)
+    except StartupError as exc:
+        print(f"footfall: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "tail":
         from proxy.stream.tail import tail
 

@@ -99,7 +99,7 @@ class ProxyMetrics:
         )
         self.events_dropped = Counter(
             "footfall_events_dropped_total",
-            "Events lost, by reason (buffer_full, spool_full, build_error, shutdown, spool_torn).",
+            "Events lost, by reason (buffer_full, spool_full, spool_error, build_error, shutdown, spool_torn).",
             ["reason"],
             registry=r,
         )
@@ -135,5 +135,5 @@ class ProxyMetrics:
         self.site_label = LabelLimiter(100)
         self.route_label = LabelLimiter(500)
         # Pre-create the drop reasons so a dashboard sees zeros, not absent series.
-        for reason in ("buffer_full", "spool_full", "build_error", "shutdown", "spool_torn"):
+        for reason in ("buffer_full", "spool_full", "spool_error", "build_error", "shutdown", "spool_torn"):
             self.events_dropped.labels(reason)

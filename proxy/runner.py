@@ -28,7 +28,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from proxy.admin import admin_app, start_admin
 from proxy.settings import Settings
+from proxy.startup import StartupError, cannot_listen, cannot_use_data_dir
 from proxy.stream.embedded import EmbeddedRedis
+from proxy.stream.spool import SpoolLocked
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,19 @@ def install_uvloop() -> None:
 
 
 def resolve_redis(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
-    """The Redis URL to use, starting the embedded Redis when none is configured."""
+    """The Redis URL to use, starting the embedded Redis when none is configured.
+
+    Raises :class:`StartupError` when the embedded Redis cannot start.
+    """
     if settings.redis.url:
         return settings.redis.url, None
-    embedded = EmbeddedRedis(Path(settings.data_dir) / "redis").start()
+    try:
+        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis").start()
+    except OSError as exc:
+        raise cannot_use_data_dir(exc, settings.data_dir) from None
+    except RuntimeError as exc:
+        last = next((line for line in reversed(str(exc).splitlines()) if line.strip()), "")
+        raise StartupError(f"the embedded Redis did not start: {last.strip()}") from None
     return embedded.url, embedded
 
 
@@ -74,11 +85,18 @@ def warn_orphan_spools(settings: Settings) -> None:
 
 
 def run(settings: Settings, plan: Plan) -> int:
-    """Blocking entry point of the serving commands; returns the exit status."""
+    """Blocking entry point of the serving commands; returns the exit status.
+
+    Raises :class:`StartupError` (one line for the user) when something cannot
+    start, after releasing whatever had started (listeners, embedded Redis).
+    """
     install_uvloop()
     from proxy.edge.server import ensure_cookie_secret
 
-    settings = ensure_cookie_secret(settings)
+    try:
+        settings = ensure_cookie_secret(settings)
+    except OSError as exc:
+        raise cannot_use_data_dir(exc, settings.data_dir) from None
     warn_orphan_spools(settings)
     needs_redis = settings.tracking or bool(plan.collectors)
     redis_url, embedded = resolve_redis(settings) if needs_redis else (None, None)
@@ -115,7 +133,26 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+async def _start_worker(worker: Any, settings: Settings) -> None:
+    """``worker.start()`` with its failures as :class:`StartupError` (the caller stops it)."""
+    try:
+        await worker.start()
+    except SpoolLocked as exc:
+        raise StartupError(f"{exc}; give each process its own --data-dir") from None
+    except OSError as exc:
+        raise cannot_use_data_dir(exc, settings.data_dir) from None
+
+
+async def _start_admin(app: web.Application, settings: Settings) -> web.AppRunner:
+    host, port = settings.admin_listen.host, settings.admin_listen.port
+    try:
+        return await start_admin(app, host, port)
+    except OSError as exc:
+        raise cannot_listen(exc, host, port, "admin") from None
+
+
 async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | None) -> Any:
+    """The collectors of ``run``/``demo``; they wait for Redis themselves (never raise for it)."""
     if not plan.collectors or redis_url is None:
         return None
     from collectors.service import CollectorService
@@ -130,10 +167,23 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     return service
 
 
+def example_host(upstreams: tuple[Any, ...]) -> str | None:
+    """A Host the proxy serves when it has no catch-all (None when it has one)."""
+    if any(u.host == "" for u in upstreams) or not upstreams:
+        return None
+    host: str = upstreams[0].host
+    return "www" + host[1:] if host.startswith("*.") else host
+
+
 def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) -> None:
     host = settings.listen.host
     say = plan.announce
-    say(f"Footfall proxy      http://{host}:{proxy_port}/")
+    served = example_host(settings.upstreams)
+    if served is None:
+        say(f"Footfall proxy      http://{host}:{proxy_port}/")
+    else:  # the listen address alone would be refused (421): show a request that works
+        say(f"Footfall proxy      http://{host}:{proxy_port}/ (only for the hosts below)")
+        say(f"  try               curl -H 'Host: {served}' http://{host}:{proxy_port}/")
     for up in settings.upstreams:
         say(f"  upstream          {up.host or '(any host)'} -> {up.url}")
     admin = f"http://{settings.admin_listen.host}:{admin_port}"
@@ -148,30 +198,30 @@ async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -
     from proxy.edge.server import ProxyWorker
 
     stop = _stop_event()
-    demo_runner = None
-    if plan.demo:
-        settings, demo_runner = await _start_demo_upstream(settings)
-    worker = ProxyWorker(settings, redis_url=redis_url)
-    await worker.start()
-    collectors = await _start_collectors(settings, plan, redis_url)
-    registries: list[CollectorRegistry] = [worker.metrics.registry, REGISTRY]
-    if collectors is not None:
-        registries.append(collectors.registry)
-    app = admin_app(registries, worker.ready)
-    if collectors is not None:
-        collectors.add_routes(app)
-    admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
-    _announce(settings, plan, admin.addresses[0][1], worker.port)
-    try:
+    # Each started piece registers its cleanup at once: a failure further down (a
+    # port in use) releases everything before the error reaches the user.
+    async with contextlib.AsyncExitStack() as started:
+        if plan.demo:
+            settings, demo_runner = await _start_demo_upstream(settings)
+            started.push_async_callback(demo_runner.cleanup)
+        worker = ProxyWorker(settings, redis_url=redis_url)
+        started.push_async_callback(worker.stop)
+        await _start_worker(worker, settings)
+        collectors = await _start_collectors(settings, plan, redis_url)
+        registries: list[CollectorRegistry] = [worker.metrics.registry, REGISTRY]
+        components: dict[str, Callable[[], str]] = {}
+        if collectors is not None:
+            started.push_async_callback(collectors.stop)
+            registries.append(collectors.registry)
+            components["collectors"] = collectors.status
+        app = admin_app(registries, worker.ready, components)
+        if collectors is not None:
+            collectors.add_routes(app)
+        admin = await _start_admin(app, settings)
+        started.push_async_callback(admin.cleanup)
+        _announce(settings, plan, admin.addresses[0][1], worker.port)
         await stop.wait()
         log.info("stopping: draining in-flight requests and events")
-    finally:
-        await worker.stop()
-        if collectors is not None:
-            await collectors.stop()
-        await admin.cleanup()
-        if demo_runner is not None:
-            await demo_runner.cleanup()
 
 
 def _worker_main(settings: Settings, redis_url: str | None, index: int, ready: Any) -> None:
@@ -184,72 +234,93 @@ def _worker_main(settings: Settings, redis_url: str | None, index: int, ready: A
 
         stop = _stop_event()
         worker = ProxyWorker(settings, redis_url=redis_url, worker_index=index, reuse_port=True)
-        await worker.start()
-        ready.set()
         try:
+            await _start_worker(worker, settings)
+            ready.set()
             await stop.wait()
         finally:
             await worker.stop()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"footfall: worker {index}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
     metrics_dir = Path(settings.data_dir) / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    try:
+        metrics_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise cannot_use_data_dir(exc, settings.data_dir) from None
     # Children are spawned (fresh interpreters) and read this at import time.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     ctx = multiprocessing.get_context("spawn")
 
-    async def main() -> None:
+    async def main() -> int:
         from prometheus_client import multiprocess
 
         nonlocal settings
         stop = _stop_event()
-        demo_runner = None
-        if plan.demo:
-            settings, demo_runner = await _start_demo_upstream(settings)
-        events = [ctx.Event() for _ in range(settings.workers)]
-        procs = [
-            ctx.Process(target=_worker_main, args=(settings, redis_url, i, events[i]), name=f"footfall-worker-{i}")
-            for i in range(settings.workers)
-        ]
-        for p in procs:
-            p.start()
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
-        collectors = await _start_collectors(settings, plan, redis_url)
-        registries = [registry] + ([collectors.registry] if collectors is not None else [])
+        async with contextlib.AsyncExitStack() as started:
+            if plan.demo:
+                settings, demo_runner = await _start_demo_upstream(settings)
+                started.push_async_callback(demo_runner.cleanup)
+            events = [ctx.Event() for _ in range(settings.workers)]
+            procs = [
+                ctx.Process(target=_worker_main, args=(settings, redis_url, i, events[i]),
+                            name=f"footfall-worker-{i}")  # fmt: skip
+                for i in range(settings.workers)
+            ]
 
-        def ready() -> bool:
-            return all(e.is_set() for e in events) and all(p.is_alive() for p in procs)
+            async def stop_workers() -> None:
+                for p in procs:
+                    if p.is_alive() and p.pid is not None:
+                        os.kill(p.pid, signal.SIGTERM)
+                for p in procs:
+                    if p.pid is not None:
+                        await asyncio.get_running_loop().run_in_executor(None, p.join, 30)
 
-        app = admin_app(registries, ready)
-        if collectors is not None:
-            collectors.add_routes(app)
-        admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
-        _announce(settings, plan, admin.addresses[0][1], settings.listen.port)
-        try:
+            started.push_async_callback(stop_workers)
+            for p in procs:
+                p.start()
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
+            collectors = await _start_collectors(settings, plan, redis_url)
+            registries = [registry]
+            components: dict[str, Callable[[], str]] = {}
+            if collectors is not None:
+                started.push_async_callback(collectors.stop)
+                registries.append(collectors.registry)
+                components["collectors"] = collectors.status
+
+            def ready() -> bool:
+                return all(e.is_set() for e in events) and all(p.is_alive() for p in procs)
+
+            app = admin_app(registries, ready, components)
+            if collectors is not None:
+                collectors.add_routes(app)
+            admin = await _start_admin(app, settings)
+            started.push_async_callback(admin.cleanup)
+            while not ready():  # a worker that cannot start has said why on stderr
+                if not all(p.is_alive() for p in procs):
+                    raise StartupError("a worker process could not start (its error is above)")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+                if stop.is_set():
+                    return 0
+            _announce(settings, plan, admin.addresses[0][1], settings.listen.port)
             while not stop.is_set() and all(p.is_alive() for p in procs):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
             if not stop.is_set():
                 log.error("a worker process exited; stopping the others")
-        finally:
-            for p in procs:
-                if p.is_alive() and p.pid is not None:
-                    os.kill(p.pid, signal.SIGTERM)
-            for p in procs:
-                await asyncio.get_running_loop().run_in_executor(None, p.join, 30)
-            if collectors is not None:
-                await collectors.stop()
-            await admin.cleanup()
-            if demo_runner is not None:
-                await demo_runner.cleanup()
+                return 1
+            return 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -138,6 +138,7 @@ class Settings:
     data_dir: Path = Path("./footfall-data")
     workers: int = 1
     tracking: bool = True
+    rewrite_redirects: bool = True  # upstream-origin Location/Content-Location/Refresh → the proxy's
     trusted_proxies: tuple[IPNetwork, ...] = ()
     routes: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
@@ -345,6 +346,7 @@ _TOP_PARSERS: dict[str, Any] = {
     "data_dir": _parse_data_dir,
     "workers": lambda v, p, e: _scalar(int, v, p, e),
     "tracking": lambda v, p, e: _scalar(bool, v, p, e),
+    "rewrite_redirects": lambda v, p, e: _scalar(bool, v, p, e),
     "trusted_proxies": _parse_networks,
     "routes": _parse_routes,
 }

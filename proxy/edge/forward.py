@@ -31,6 +31,7 @@ from proxy.edge.headers import (
     traceparent,
     upstream_request_headers,
 )
+from proxy.edge.redirects import client_origin, rewrite_headers, upstream_prefixes
 from proxy.edge.upstreams import UpstreamMap
 from proxy.edge.watchdog import Watch, Watchdog
 from proxy.metrics import ProxyMetrics
@@ -112,6 +113,9 @@ class Forwarder:
         self._sink = sink  # None: tracking off, forward only
         self._upstreams = UpstreamMap(settings.upstreams)
         self._origins = {u.url: Origin(u.url) for u in settings.upstreams}
+        self._redirects = (
+            {u.url: upstream_prefixes(u.url) for u in settings.upstreams} if settings.rewrite_redirects else None
+        )
         self._trusted = TrustedProxies(settings.trusted_proxies)
         self._limits = settings.limits
         self._identity_settings = settings.identity
@@ -210,10 +214,14 @@ class Forwarder:
             upstream_ms = (time.perf_counter() - t_up) * 1000.0
             async with upstream_response:
                 status = upstream_response.status
+                out_headers = downstream_response_headers(upstream_response.headers)
+                if self._redirects is not None:
+                    origin_seen = client_origin(scheme, headers.get("Host"))
+                    rewrite_headers(out_headers, self._redirects[upstream.url], origin_seen)
                 response = ProxiedResponse(
                     status=status,
                     reason=upstream_response.reason or None,
-                    headers=downstream_response_headers(upstream_response.headers),
+                    headers=out_headers,
                     coalesce=upstream_response.body_ready,
                 )
                 if self._sink is not None:

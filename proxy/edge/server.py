@@ -22,6 +22,7 @@ from proxy.edge.h1client import UpstreamPool
 from proxy.edge.watchdog import Watchdog
 from proxy.metrics import ProxyMetrics
 from proxy.settings import Settings
+from proxy.startup import cannot_listen
 from proxy.stream.publisher import Publisher
 from proxy.tasks import spawn
 from proxy.tracking.enrich import Enricher
@@ -171,13 +172,16 @@ class ProxyWorker:
         watchdog.attach(self._server)
         self._watchdog_task = spawn(watchdog.run(), name=f"watchdog-{self.worker_index}")
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            self._server,
-            s.listen.host,
-            s.listen.port,
-            reuse_port=self.reuse_port or None,
-            backlog=2048,
-        )
+        try:
+            self._listener = await loop.create_server(
+                self._server,
+                s.listen.host,
+                s.listen.port,
+                reuse_port=self.reuse_port or None,
+                backlog=2048,
+            )
+        except OSError as exc:
+            raise cannot_listen(exc, s.listen.host, s.listen.port, "proxy") from None
         # Startup objects (parsers, crawler patterns, modules) never die: move them out
         # of the collector's way so full collections only walk what traffic allocates.
         gc.collect()

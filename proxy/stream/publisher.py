@@ -13,7 +13,8 @@ task is behind, so it stops waiting on Redis (no replay, no XADD) and sends
 batches straight to the spool, which only costs a disk write. Items are dropped
 (``buffer_full``) only when the buffer is full anyway, i.e. when preparing and
 spooling cannot keep up with the traffic; the spool drops (``spool_full``) only
-when it is at ``spool_max_bytes``. Every drop is counted in
+when it is at ``spool_max_bytes``, and (``spool_error``) when the disk write
+fails (disk full, I/O error, directory gone). Every drop is counted in
 ``footfall_events_dropped_total``; ``submit`` never raises.
 
 Delivery is at-least-once: a batch whose XADD failed half-way is spooled and
@@ -135,7 +136,8 @@ class Publisher(Generic[T]):
         )  # fmt: skip
 
     def ready(self) -> bool:
-        """True when events can go somewhere: Redis is connected or the spool has room."""
+        """True when events are safe: Redis is connected, or the spool has room and
+        its last write did not fail."""
         if self._closing:
             return False
         return self._wire is not None or self._spool.writable()
@@ -236,7 +238,7 @@ class Publisher(Generic[T]):
             self._metrics.events_spooled.inc(written)
             self.spooled += written
         if not_written:
-            self._drop(not_written, "spool_full")
+            self._drop(not_written, "spool_error" if self._spool.failing else "spool_full")
         self._metrics.spool_bytes.set(self._spool.pending_bytes)
 
     def _drop(self, n: int, reason: str) -> None:

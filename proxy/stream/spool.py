@@ -66,6 +66,9 @@ class Spool:
         self._reader_seg: int | None = None
         self._torn_seen: set[int] = set()
         self._full = False  # an append hit max_bytes; cleared when replay frees room
+        # The last write or segment creation failed (disk full, I/O error, directory
+        # gone); cleared by the next successful write. Logged once per episode.
+        self.failing = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -142,8 +145,24 @@ class Spool:
         return self.pending_bytes > 0
 
     def writable(self) -> bool:
-        """Open and not refused a record for lack of room since the last replay."""
-        return self._lock_fh is not None and not self._full
+        """Open, with room for a batch (not refused a record for lack of room since
+        the last replay, and at least ``min(4 KiB, max_bytes / 8)`` free: a spool
+        left full by an earlier run counts as full at once), and its last write did
+        not fail."""
+        if self._lock_fh is None or self._full or self.failing:
+            return False
+        return self.max_bytes - self.disk_bytes >= min(4096, self.max_bytes // 8)
+
+    def _write_failed(self, what: str, exc: OSError) -> None:
+        if not self.failing:
+            log.warning("spool %s: %s failed (%s); events that cannot be spooled are dropped "
+                        "as spool_error until a write succeeds", self.directory, what, exc)  # fmt: skip
+        self.failing = True
+
+    def _write_worked(self) -> None:
+        if self.failing:
+            log.info("spool %s: writes work again", self.directory)
+        self.failing = False
 
     # -- writing ---------------------------------------------------------------------
 
@@ -151,7 +170,8 @@ class Spool:
         """Append in order what fits under ``max_bytes``; return how many were NOT written.
 
         A write error (disk full, I/O error) truncates the segment back to its last
-        whole record and reports the rest of the batch as not written.
+        whole record and reports the rest of the batch as not written; :attr:`failing`
+        then tells the caller it was an error, not a lack of room.
         """
         if self._lock_fh is None:
             return len(payloads)
@@ -165,7 +185,7 @@ class Spool:
                 try:
                     self._rotate()
                 except OSError as exc:
-                    log.warning("cannot create a spool segment in %s: %s", self.directory, exc)
+                    self._write_failed("creating a segment", exc)
                     break
             assert self._active is not None
             assert self._active_fd is not None
@@ -201,16 +221,19 @@ class Spool:
                 written = os.write(fd, view)
                 view = view[written:]
         except OSError as exc:
-            log.warning("spool write failed (%s); %d bytes not spooled", exc, len(view))
+            self._write_failed(f"writing {len(view)} bytes", exc)
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, start)
             return False
         self._sizes[number] = start + len(data)
+        self._write_worked()
         return True
 
     def _rotate(self) -> None:
         if self._active_fd is not None:
             os.close(self._active_fd)  # no fsync here: close() and the OS do that
+            # Forget it before the open below can fail: never write to a closed fd.
+            self._active_fd, self._active = None, None
         number = self._next
         self._next += 1
         path = self.directory / _segment_name(number)
