@@ -27,6 +27,7 @@ from collectors.performance import PerformanceSink
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
+from collectors.shard_monitor import monitor_shards
 from collectors.sharded import ShardedConsumer
 from proxy.stream.clients import redis_client
 from proxy.tasks import spawn
@@ -68,7 +69,7 @@ class CollectorService:
             self.sinks.append(AnalyticsSink(self.redis, stream_key, settings))
         if "performance" in which:
             self.sinks.append(PerformanceSink(self.redis, stream_key, settings).register(self.registry))
-        keys = shard_keys or [stream_key]
+        keys = self.shard_keys = shard_keys or [stream_key]
         self.consumers: list[Consumer | ShardedConsumer] = [
             Consumer(self.redis, stream_key, sink, settings, consumer, self.metrics)
             if keys == [stream_key]
@@ -86,10 +87,12 @@ class CollectorService:
             self._tasks.append(spawn(c.run(), name=f"collector-{c.group}"))
         groups = [c.group for c in self.consumers]
         self._stop_monitor.clear()
-        self._monitor = spawn(
-            monitor(self.redis, self.stream_key, groups, self.metrics, self._stop_monitor),
-            name="collector-monitor",
+        sampler = (
+            monitor(self.redis, self.stream_key, groups, self.metrics, self._stop_monitor)
+            if self.shard_keys == [self.stream_key]
+            else monitor_shards(self.redis, self.shard_keys, groups, self.metrics, self._stop_monitor)
         )
+        self._monitor = spawn(sampler, name="collector-monitor")
         log.info("collectors %s consuming %s", ",".join(groups), self.stream_key)
 
     async def stop(self) -> None:

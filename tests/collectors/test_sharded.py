@@ -330,3 +330,56 @@ def test_cluster_client_from_the_url(cluster: Cluster) -> None:
     c = redis_sync.RedisCluster(host="127.0.0.1", port=cluster.masters[0].port)
     assert len(c.get_primaries()) == 3
     c.close()
+
+
+async def test_stream_gauges_fold_over_the_shards(cluster: Cluster, client: Any) -> None:
+    from collectors.shard_monitor import sample_shards
+
+    keys = shard_keys(STREAM, 3, cluster=True)
+    for k in keys:
+        await client.xgroup_create(k, "g", id="0", mkstream=True)
+    sent = [event(visitor=f"v{i}") for i in range(300)]
+    await _publish(cluster.url, keys, sent)
+    # Read (not ack) 10 entries of shard 1 only: pending 10 in total, lag from shards 0 and 2.
+    await client.xreadgroup("g", "c", {keys[1]: ">"}, count=10)
+    registry = CollectorRegistry()
+    metrics = RuntimeMetrics(registry)
+    await sample_shards(client, keys, ["g"], metrics)
+    assert registry.get_sample_value("footfall_stream_length_entries") == 300
+    assert registry.get_sample_value("footfall_collector_pending_entries", {"group": "g"}) == 10
+    assert registry.get_sample_value("footfall_collector_trim_gap", {"group": "g"}) == 0
+    lag = registry.get_sample_value("footfall_collector_lag_seconds", {"group": "g"})
+    assert lag is not None and lag >= 0
+
+
+async def test_footfall_collect_performance_reads_every_shard(cluster: Cluster, tmp_path: Path) -> None:
+    admin = free_port()
+    env = {**os.environ, "FOOTFALL_REDIS_URL": cluster.url, "FOOTFALL_STREAM_SHARDS": "3"}
+    args = [sys.executable, "-m", "proxy.cli", "collect", "performance", "--admin-listen", f"127.0.0.1:{admin}"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metric = 'footfall_collector_events_processed_total{group="performance"}'
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def processed() -> float:
+                try:
+                    async with http.get(f"http://127.0.0.1:{admin}/metrics") as r:
+                        text = await r.text()
+                except aiohttp.ClientConnectionError:
+                    return -1.0
+                lines = [ln for ln in text.splitlines() if ln.startswith(metric)]
+                return float(lines[0].split()[-1]) if lines else 0.0
+
+            for _ in range(300):
+                if await processed() >= 0:
+                    break
+                await asyncio.sleep(0.1)
+            sent = [event(visitor=f"v{i}") for i in range(300)]
+            await _publish(cluster.url, shard_keys(STREAM, 3, cluster=True), sent)
+            for _ in range(300):
+                if await processed() >= 300:
+                    break
+                await asyncio.sleep(0.1)
+            assert await processed() == 300
+    finally:
+        await stop(proc)
