@@ -7,6 +7,7 @@ parser, the settings loader and the metrics the proxy and collectors really expo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -120,10 +121,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, set[
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))  # fmt: skip
         for path in ("/", "/missing", "/"):  # labelled series appear once observed
-            try:
+            with contextlib.suppress(urllib.error.HTTPError):  # the 404 is an event too
                 urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).close()
-            except urllib.error.HTTPError:
-                pass  # the 404 is an event too
         collectors = ""
         deadline = time.monotonic() + 30
         while 'footfall_collector_events_processed_total{group="performance"} 3.0' not in collectors:
