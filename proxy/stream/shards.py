@@ -30,7 +30,6 @@ from redis.crc import key_slot
 SLOTS = 16384
 MAX_SHARDS = 1024
 _KEY = b'"visitor":'
-_VISITOR = b'"visitor":"'
 
 
 def shard_tag(index: int, count: int) -> str:
@@ -60,23 +59,25 @@ def shard_keys(stream_key: str, count: int, *, cluster: bool = False) -> list[st
 def visitor_of(payload: bytes) -> bytes | None:
     """The visitor id of an encoded event v1, or None when it has none.
 
-    Found by its key rather than by parsing (0.2 µs instead of several): inside
+    Found by its key with one scan rather than by parsing a ~1 KB event: inside
     a JSON string a quote is always escaped, so ``"visitor":`` occurs only as a
     key. When it occurs more than once (a nested ``query`` or ``props`` key of
     that name) the payload is parsed instead.
     """
-    if payload.count(_KEY) > 1:
+    start = payload.find(_KEY)
+    if start < 0:
+        return None
+    start += len(_KEY)
+    if payload.find(_KEY, start) >= 0:
         try:
             value = orjson.loads(payload).get("visitor")
         except (orjson.JSONDecodeError, AttributeError):
             return None
         return value.encode() if isinstance(value, str) and value else None
-    start = payload.find(_VISITOR)
-    if start < 0:
-        return None
-    start += len(_VISITOR)
-    end = payload.find(b'"', start)
-    return payload[start:end] if end > start else None
+    if payload[start : start + 1] != b'"':
+        return None  # null
+    end = payload.find(b'"', start + 1)
+    return payload[start + 1 : end] if end > start + 1 else None
 
 
 def shard_of(visitor: bytes, count: int) -> int:
