@@ -234,7 +234,7 @@ async def test_a_master_killed_mid_traffic_fails_over_and_nothing_is_lost(
     assert killed
     await loop.run_in_executor(None, replicated.wait_ok)
     # Let the publisher reconnect and replay the spool before closing.
-    for _ in range(200):
+    for _ in range(400):  # reconnect backoff is at most 5 s
         if pub.spooled and not pub._spool and pub._wire is not None:
             break
         await asyncio.sleep(0.05)
