@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from proxy.stream.shards import shard_keys, shard_of
 from tests.clusterkit import Cluster, start_cluster
 
 KEY = "footfall:events"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(
@@ -245,3 +249,21 @@ async def test_a_master_killed_mid_traffic_fails_over_and_nothing_is_lost(
     got = {e["id"] for es in stored.values() for e in es}
     assert got == {orjson.loads(p)["id"] for p in sent}
     assert replicated.master_of(keys[0]).port != victim.port
+
+
+async def test_footfall_tail_follows_every_shard(cluster: Cluster) -> None:
+    keys = shard_keys(KEY, 3, cluster=True)
+    sent = _events(60)
+    wire = await connect_stream(cluster.url, keys, 2.0)
+    try:
+        await wire.xadd_many(KEY, 10_000, sent)
+    finally:
+        wire.close()
+    env = {**os.environ, "FOOTFALL_REDIS_URL": cluster.url, "FOOTFALL_STREAM_SHARDS": "3"}
+    result = await asyncio.get_running_loop().run_in_executor(None, lambda: subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "tail", "--from-start", "--count", "60"],
+        cwd=ROOT, env=env, capture_output=True, timeout=30, check=False,
+    ))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    got = [orjson.loads(line)["id"] for line in result.stdout.splitlines()]
+    assert sorted(got) == sorted(orjson.loads(p)["id"] for p in sent)
