@@ -196,7 +196,7 @@ def _env_lines(dockerfile: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", block.group(1)))
 
 
-def test_dockerfile_runs_footfall_run_with_a_readyz_healthcheck() -> None:
+def test_dockerfile_runs_footfall_run_with_a_readyz_healthcheck(monkeypatch: pytest.MonkeyPatch) -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r'^ENTRYPOINT \["/app/.venv/bin/footfall"\]$', dockerfile, flags=re.M)
     assert re.search(r'^CMD \["run"\]$', dockerfile, flags=re.M)
@@ -211,9 +211,14 @@ def test_dockerfile_runs_footfall_run_with_a_readyz_healthcheck() -> None:
     exposed = set(re.search(r"^EXPOSE (.+)$", dockerfile, flags=re.M).group(1).split())  # type: ignore[union-attr]
     assert {listen.rsplit(":", 1)[1], admin.rsplit(":", 1)[1]} <= exposed
     assert env["FOOTFALL_DATA_DIR"] == "/data" and 'VOLUME ["/data"]' in dockerfile
-    # `run` with these env vars and an upstream is a valid configuration.
-    args = cli.build_parser().parse_args(["run"])
-    assert args.command == "run"
+    # The default command with the image's environment (plus the user's upstream) is a
+    # valid configuration, listening where EXPOSE and the health check say.
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("FOOTFALL_UPSTREAM", "http://site:80")
+    settings = cli.load_settings(cli.build_parser().parse_args(["run"]))
+    assert str(settings.listen.port) in exposed and settings.admin_listen.port == int(url.group(1))
+    assert str(settings.data_dir) == "/data"
 
 
 # --- docker-compose.yml -------------------------------------------------------------------------
