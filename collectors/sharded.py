@@ -17,7 +17,12 @@ and trim accounting all work per shard, unchanged.
 
 A reader is stopped before its lease can lapse: its lease is given up (or left
 to expire) only after its task ended, and the TTL (default 10 s) is far above
-the renewal period plus one batch and one ``block_ms``.
+the renewal period plus one batch and one ``block_ms``. Leases are not fenced:
+a process frozen for longer than the TTL (a stopped VM, SIGSTOP) may read one
+more batch of a shard that another consumer leased meanwhile before it notices.
+Both readers still get distinct entries (XREADGROUP), every entry is applied
+at least once, and sinks dedupe by event id; only that visitor's event order
+can be off for that batch.
 """
 
 from __future__ import annotations
