@@ -281,6 +281,9 @@ class ClusterWire:
                 self._stale = True  # a replica may have failed: count them again
                 raise WireReplyError(f"{addr[0]}:{addr[1]}: {acked} of {wait} replicas acknowledged")
         retries: list[tuple[str, list[bytes], Addr | None]] = []
+        error = hiredis.ReplyError
+        if not any([type(r) is error for r in replies]):
+            return retries  # the common case: every entry added
         it = iter(replies)
         for k, payloads, ask in items:
             refused: list[bytes] = []
