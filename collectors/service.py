@@ -27,7 +27,10 @@ from collectors.performance import PerformanceSink
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
+from collectors.shard_monitor import monitor_shards
+from collectors.sharded import ShardedConsumer
 from proxy.startup import cannot_listen
+from proxy.stream.clients import redis_client
 from proxy.tasks import spawn
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class CollectorService:
         settings: CollectorSettings,
         which: frozenset[str],
         consumer: str,
+        shard_keys: list[str] | None = None,
     ) -> None:
         unknown = which - KINDS
         if unknown or not which:
@@ -57,7 +61,7 @@ class CollectorService:
         self.which = which
         self.registry = CollectorRegistry()
         self.metrics = RuntimeMetrics(self.registry)
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+        self.redis: aioredis.Redis = redis_client(
             redis_url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30
         )
         self.query = Query(self.redis, prefix_for(stream_key), settings)
@@ -66,8 +70,11 @@ class CollectorService:
             self.sinks.append(AnalyticsSink(self.redis, stream_key, settings))
         if "performance" in which:
             self.sinks.append(PerformanceSink(self.redis, stream_key, settings).register(self.registry))
-        self.consumers = [
+        keys = self.shard_keys = shard_keys or [stream_key]
+        self.consumers: list[Consumer | ShardedConsumer] = [
             Consumer(self.redis, stream_key, sink, settings, consumer, self.metrics)
+            if keys == [stream_key]
+            else ShardedConsumer(self.redis, stream_key, keys, sink, settings, consumer, self.metrics)
             for sink in self.sinks
         ]
         self._tasks: list[asyncio.Task[Any]] = []
@@ -84,10 +91,12 @@ class CollectorService:
             self._tasks.append(spawn(c.run(), name=f"collector-{c.group}"))
         groups = [c.group for c in self.consumers]
         self._stop_monitor.clear()
-        self._monitor = spawn(
-            monitor(self.redis, self.stream_key, groups, self.metrics, self._stop_monitor),
-            name="collector-monitor",
+        sampler = (
+            monitor(self.redis, self.stream_key, groups, self.metrics, self._stop_monitor)
+            if self.shard_keys == [self.stream_key]
+            else monitor_shards(self.redis, self.shard_keys, groups, self.metrics, self._stop_monitor)
         )
+        self._monitor = spawn(sampler, name="collector-monitor")
         log.info("collectors %s consuming %s", ",".join(groups), self.stream_key)
 
     async def stop(self) -> None:
@@ -133,9 +142,12 @@ async def serve(
     which: frozenset[str],
     admin_host: str,
     admin_port: int,
+    shard_keys: list[str] | None = None,
 ) -> None:
     """Run the collectors with their own admin listener until cancelled."""
-    service = CollectorService(redis_url, stream_key, settings, which, default_consumer_name())
+    service = CollectorService(
+        redis_url, stream_key, settings, which, default_consumer_name(), shard_keys=shard_keys
+    )
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(service.registry)

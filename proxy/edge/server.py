@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -23,6 +24,8 @@ from proxy.edge.watchdog import Watchdog
 from proxy.metrics import ProxyMetrics
 from proxy.settings import Settings
 from proxy.startup import cannot_listen
+from proxy.stream.clients import redis_client
+from proxy.stream.cluster import StreamWire, connect_stream
 from proxy.stream.publisher import Publisher
 from proxy.tasks import spawn
 from proxy.tracking.enrich import Enricher
@@ -126,7 +129,7 @@ class ProxyWorker:
             if s.identity.mode == "cookieless":
                 from proxy.tracking.cookieless import CookielessSessions, SaltStore
 
-                self._redis = aioredis.Redis.from_url(self.redis_url, socket_timeout=2.0)
+                self._redis = redis_client(self.redis_url, socket_timeout=2.0)
                 prefix = s.redis.stream_prefix
                 cookieless = CookielessSessions(
                     self._redis, prefix, s.identity, SaltStore(self._redis, prefix)
@@ -142,6 +145,7 @@ class ProxyWorker:
                 spool_dir=Path(s.data_dir) / "spool" / f"worker-{self.worker_index}",
                 metrics=self.metrics,
                 prepare=pipeline.prepare,
+                connect=self._stream_connector(),
             )
             await self.publisher.start()
             sink = self.publisher.submit
@@ -190,6 +194,14 @@ class ProxyWorker:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("proxy worker %d listening on %s", self.worker_index, s.listen)
+
+    def _stream_connector(self) -> Callable[[], Awaitable[StreamWire]]:
+        """The publisher's connection: one node, shards on one node, or Redis Cluster."""
+        url, keys = self.redis_url, self.settings.redis.shard_keys
+        timeout = self.settings.publisher.redis_timeout_seconds
+        wait = self.settings.redis.wait_replicas
+        assert url is not None
+        return lambda: connect_stream(url, keys, timeout, wait)
 
     def ready(self) -> bool:
         """Serving, with an open upstream pool and a usable stream or spool."""

@@ -36,6 +36,7 @@ from typing import Generic, TypeVar
 
 from proxy.metrics import ProxyMetrics
 from proxy.settings import PublisherSettings
+from proxy.stream.cluster import StreamWire
 from proxy.stream.rediswire import RedisWire, WireError
 from proxy.stream.spool import Spool
 from proxy.tasks import spawn
@@ -60,6 +61,7 @@ class Publisher(Generic[T]):
         spool_dir: Path,
         metrics: ProxyMetrics,
         prepare: Callable[[list[T]], Awaitable[list[bytes]]],
+        connect: Callable[[], Awaitable[StreamWire]] | None = None,
     ) -> None:
         self._url = redis_url
         self._key = stream_key
@@ -67,6 +69,8 @@ class Publisher(Generic[T]):
         self._settings = settings
         self._metrics = metrics
         self._prepare = prepare
+        # The sharded / Redis Cluster wire (proxy.stream.cluster.connect_stream), else one node.
+        self._connect = connect or (lambda: RedisWire.connect(redis_url, settings.redis_timeout_seconds))
         self._spool = Spool(
             spool_dir,
             max_bytes=settings.spool_max_bytes,
@@ -78,7 +82,7 @@ class Publisher(Generic[T]):
         self._batch = settings.batch_size
         self._interval = settings.flush_interval_ms / 1000.0
         self._timeout = settings.redis_timeout_seconds
-        self._wire: RedisWire | None = None
+        self._wire: StreamWire | None = None
         self._wake = asyncio.Event()
         self._accepting = True  # items submitted before start() wait in the buffer
         self._replay_stalled = False
@@ -101,7 +105,7 @@ class Publisher(Generic[T]):
         self._spool.open()
         self._metrics.spool_bytes.set(self._spool.pending_bytes)
         try:
-            self._wire = await RedisWire.connect(self._url, self._timeout)
+            self._wire = await self._connect()
         except WireError as exc:
             self._metrics.redis_errors.labels(exc.kind).inc()
             log.warning("Redis unavailable at start (%s); spooling events until it is back", exc)
@@ -271,7 +275,7 @@ class Publisher(Generic[T]):
         while not self._closing:
             await asyncio.sleep(delay)
             try:
-                wire = await RedisWire.connect(self._url, self._timeout)
+                wire = await self._connect()
             except WireError as exc:
                 self._metrics.redis_errors.labels(exc.kind).inc()
                 log.debug("Redis still unavailable: %s", exc)

@@ -161,9 +161,20 @@ class RedisWire:
             append(b"\r\n")
         return await self._roundtrip(b"".join(chunks), len(payloads), timeout)
 
+    async def pipeline(self, data: bytes, count: int, timeout: float) -> list[Any]:  # noqa: ASYNC109
+        """Write ``count`` pre-packed commands, return their replies, error replies included.
+
+        For the cluster publisher, which must see each command's MOVED/ASK. Error
+        replies leave the connection open (every reply was read); any other
+        failure raises a :class:`WireError` and closes it.
+        """
+        return await self._roundtrip(data, count, timeout, raise_replies=False)
+
     # The timeout is a parameter (ASYNC109) because expiry must also close the
     # connection: half-read replies would corrupt the next batch's.
-    async def _roundtrip(self, data: bytes, count: int, timeout: float) -> list[Any]:  # noqa: ASYNC109
+    async def _roundtrip(
+        self, data: bytes, count: int, timeout: float, *, raise_replies: bool = True  # noqa: ASYNC109
+    ) -> list[Any]:
         if self._closed:
             raise WireConnectError("connection is closed")
         replies: list[Any] = []
@@ -195,7 +206,7 @@ class RedisWire:
         except (OSError, hiredis.ProtocolError) as exc:
             self.close()
             raise WireConnectError(f"connection to Redis failed: {exc}") from exc
-        if error is not None:
+        if error is not None and raise_replies:
             self.close()  # the contract: unusable after any failure
             raise WireReplyError(str(error))
         return replies

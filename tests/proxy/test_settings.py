@@ -107,3 +107,37 @@ def test_cookie_secret_is_created_once_and_reused(tmp_path: Path) -> None:
     assert (tmp_path / "cookie_secret").stat().st_mode & 0o777 == 0o600
     configured = load(None, {"data_dir": str(tmp_path)}, env={"FOOTFALL_COOKIE_SECRET": "abc"})
     assert ensure_cookie_secret(configured).identity.cookie_secret == "abc"
+
+
+# --- sharded stream (issue 14) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "keys"),
+    [
+        ({}, ["footfall:events"]),
+        ({"FOOTFALL_STREAM_SHARDS": "1", "FOOTFALL_REDIS_URL": "redis://h:1"}, ["footfall:events"]),
+        ({"FOOTFALL_STREAM_SHARDS": "3"}, ["footfall:events:{s0.", "footfall:events:{s1.", "footfall:events:{s2."]),
+        ({"FOOTFALL_REDIS_URL": "redis-cluster://h1:7000,h2:7001"}, ["footfall:events:{s0."]),
+    ],
+)
+def test_stream_shards_and_cluster_urls(env: dict[str, str], keys: list[str]) -> None:
+    s = load(env=env)
+    assert len(s.redis.shard_keys) == len(keys)
+    assert all(k.startswith(prefix) for k, prefix in zip(s.redis.shard_keys, keys, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FOOTFALL_STREAM_SHARDS": "0"}, "redis.stream_shards: must be greater than 0"),
+        ({"FOOTFALL_STREAM_SHARDS": "2000"}, "redis.stream_shards: at most 1024"),
+        ({"FOOTFALL_STREAM_SHARDS": "x"}, "redis.stream_shards: must be an integer"),
+        ({"FOOTFALL_REDIS_URL": "redis-cluster://h1"}, "redis.url: redis-cluster URL: not HOST:PORT"),
+        ({"FOOTFALL_REDIS_URL": "memcache://h:1"}, "redis.url: must be redis://"),
+    ],
+)
+def test_stream_shard_errors_name_the_key(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(env=env)
+    assert any(e.startswith(message) for e in err.value.errors), err.value.errors
