@@ -36,7 +36,7 @@ def parse_error_reason(exc: BaseException | None) -> str:
 
 def _printable(text: str, limit: int = 160) -> str:
     """Attacker-controlled text made safe for one log line (no newlines, bounded)."""
-    text = text[:limit]
+    text = " ".join(text[: limit * 2].split())[:limit]
     return text if text.isprintable() else repr(text)
 
 
