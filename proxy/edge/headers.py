@@ -203,14 +203,16 @@ def traceparent(incoming: str | None) -> tuple[str, str]:
 
 
 def split_host(host_header: str | None) -> str:
-    """The Host header's host part, lower-cased, without port; "" when absent."""
+    """The Host header's host part, lower-cased, without port and without the trailing
+    dot of a fully qualified name (``shop.example.`` is ``shop.example``); "" when absent."""
     if not host_header:
         return ""
     host = host_header.strip().lower()
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end > 0 else host
-    return host.partition(":")[0]
+    host = host.partition(":")[0]
+    return host[:-1] if host.endswith(".") else host
 
 
 def is_pageview(
