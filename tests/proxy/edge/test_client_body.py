@@ -95,14 +95,14 @@ async def test_body_trickling_below_the_minimum_rate_is_408(
     writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
     sender = asyncio.create_task(trickle())
     try:
-        reply = await read_reply(reader, 6.0)
+        reply = await read_reply(reader, 10.0)
     finally:
         sender.cancel()
         writer.close()
     elapsed = loop.time() - started
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
-    assert 1.0 < elapsed < 3.5  # 1 s grace + a few bytes' worth, plus a watchdog tick
+    assert 1.0 < elapsed < 6.0  # 1 s grace + a few bytes' worth + a tick (generous: shared CI machines)
     await asyncio.wait_for(closed.wait(), 5.0)  # the upstream connection was released
     (event,) = await events(redis_client, 1)
     assert event["status"] == 408 and event["error"] == "client_timeout"
