@@ -63,6 +63,12 @@ class BodyTooLarge(ClientFault):
     kind = "body_too_large"
 
 
+class ClientGone(ClientFault):
+    """The client closed the connection while its body was being relayed."""
+
+    kind = "client_disconnect"
+
+
 class ProxiedResponse(web.StreamResponse):
     """A relayed response, as the upstream sent it.
 
@@ -316,6 +322,8 @@ class Forwarder:
                 yield chunk
         except HttpProcessingError as exc:
             raise ClientFault(exc.message) from exc
+        except ConnectionError as exc:
+            raise ClientGone() from exc
 
     async def _websocket(
         self,

@@ -19,6 +19,8 @@ PAGES: dict[str, tuple[int, str, str]] = {
     "body_too_large": (413, "Content Too Large", "The request body is too large."),
     "client_bad_body": (400, "Bad Request", "The request body is malformed."),
     "client_timeout": (408, "Request Timeout", "The request body was not received in time."),
+    # Recorded, never sent (the client is gone); nginx logs the same 499.
+    "client_disconnect": (499, "Client Closed Request", "The client closed the connection."),
 }
 CLIENT_FAULTS = frozenset({"body_too_large", "client_bad_body", "client_timeout"})
 

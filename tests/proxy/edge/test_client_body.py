@@ -4,6 +4,7 @@ the upstream exchange aborted, the event's ``error`` naming the client (real soc
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -28,6 +29,8 @@ def reading_upstream(seen: list[bytes], closed: asyncio.Event) -> web.Applicatio
             async for chunk in request.content.iter_any():
                 seen.append(chunk)
             return web.Response(text="got it")
+        except ConnectionError:  # the proxy aborted the exchange: expected here, not logged
+            return web.Response(status=499)
         finally:
             closed.set()  # the body ended, broke off, or the handler was cancelled
 
@@ -152,3 +155,25 @@ async def test_a_steady_slow_upload_above_the_rate_passes(parser, upstream_facto
         writer.close()
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert b"".join(seen) == b"y" * 1200
+
+
+async def test_client_hanging_up_mid_body_is_a_disconnect_not_an_error_log(
+    parser, upstream_factory, proxy_factory, redis_server, redis_client, caplog
+) -> None:
+    seen: list[bytes] = []
+    closed = asyncio.Event()
+    upstream = await upstream_factory(reading_upstream(seen, closed))
+    proxy = await proxy_factory({"upstreams": [upstream]}, redis_url=redis_server.url)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+    await writer.drain()
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.02)
+    writer.transport.abort()  # hang up mid-body
+    await asyncio.wait_for(closed.wait(), 5.0)  # the upstream exchange was aborted
+    (event,) = await events(redis_client, 1)
+    assert event["error"] == "client_disconnect"
+    assert event["status"] == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
