@@ -32,7 +32,7 @@ from proxy.edge.headers import (
     traceparent,
     upstream_request_headers,
 )
-from proxy.edge.pages import CLIENT_FAULTS, PAGES, error_page, page_for
+from proxy.edge.pages import CLIENT_FAULTS, PAGES, QuietWebSocketResponse, error_page, page_for
 from proxy.edge.refusals import Refusals
 from proxy.edge.upstreams import UpstreamMap
 from proxy.edge.watchdog import Watch, Watchdog
@@ -355,7 +355,7 @@ class Forwarder:
             self._emit_ws(request, ts, t0, site, ip, peer_trusted, scheme, trace_id, status, 0, None, error)
             return error_page(502, "Bad Gateway", "The site refused the WebSocket.")
         upstream_ms = (time.perf_counter() - t_up) * 1000.0
-        downstream = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False)
+        downstream = QuietWebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False)
         await downstream.prepare(request)
 
         async def pump(src: Any, dst: Any) -> int:

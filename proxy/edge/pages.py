@@ -33,6 +33,14 @@ class ErrorPage(web.Response):
         self.headers.popall("Server", None)
 
 
+class QuietWebSocketResponse(web.WebSocketResponse):
+    """The proxy's side of a relayed WebSocket handshake; it names no server either."""
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        self.headers.popall("Server", None)
+
+
 def error_page(status: int, title: str, detail: str) -> web.Response:
     html = (
         f"<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title>"

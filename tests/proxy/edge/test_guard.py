@@ -62,8 +62,15 @@ async def test_the_proxys_own_pages_name_no_server(upstream_factory, proxy_facto
         await asyncio.sleep(2)
         return web.Response(text="late")
 
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        await sock.close()
+        return sock
+
     app = web.Application()
     app.router.add_get("/slow", silent)
+    app.router.add_get("/ws", ws)
     upstream = await upstream_factory(app)
     from proxy.stream.embedded import free_port
 
@@ -76,6 +83,8 @@ async def test_the_proxys_own_pages_name_no_server(upstream_factory, proxy_facto
         b"GET / HTTP/1.1\r\nHost: down.example\r\n\r\n": b"502",
         b"GET /slow HTTP/1.1\r\nHost: shop.example\r\n\r\n": b"504",
         b"GET / HTTP/1.1\r\nHost: shop.example\r\nX: \x00\r\n\r\n": b"400",
+        b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n": b"101",
     }
     for request_bytes, status in cases.items():
         reply = await raw_request(proxy.port, request_bytes)
