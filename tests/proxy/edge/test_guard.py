@@ -22,7 +22,7 @@ async def test_a_connection_that_never_sends_a_byte_is_closed(upstream_factory, 
         reply = await asyncio.wait_for(reader.read(), 3.0)  # returns at EOF: the proxy closed
     finally:
         writer.close()
-    assert 0.5 <= loop.time() - started < 1.5  # the deadline plus at most a tick or two
+    assert 0.5 <= loop.time() - started < 2.0  # the deadline plus a tick or two (and a busy CI machine)
     assert reply.startswith(b"HTTP/1.1 408")
     assert proxy.metrics.refused.labels("header_timeout")._value.get() == 1
 
