@@ -39,7 +39,11 @@ lint: $(DEV)
 typecheck: $(DEV)
 	$(BIN)/mypy
 
-check: lint typecheck test
+.PHONY: test-pyparser
+test-pyparser: venv       ## the protocol tests again on aiohttp's pure-Python HTTP parser (parser parity)
+	AIOHTTP_NO_EXTENSIONS=1 $(BIN)/pytest -q tests/proxy/edge
+
+check: lint typecheck test test-pyparser
 
 bench: $(DEV)             ## the hot-path benchmark (load_tests/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python load_tests/bench.py $(BENCH_ARGS)

@@ -56,6 +56,10 @@ class Limits:
     max_header_bytes: int = 16384
     max_body_bytes: int = 100 * 1024 * 1024
     header_timeout_seconds: float = 10.0
+    # The request body: longest silence, and the slowest average rate once that much
+    # time has passed (0: no rate check); slower → 408 client_timeout.
+    client_body_idle_seconds: float = 20.0
+    client_body_min_rate_bytes: int = 500
     keepalive_timeout_seconds: float = 75.0
     upstream_connect_timeout_seconds: float = 5.0
     upstream_read_timeout_seconds: float = 60.0
@@ -448,6 +452,7 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
         ("limits.max_header_bytes", s.limits.max_header_bytes),
         ("limits.max_body_bytes", s.limits.max_body_bytes),
         ("limits.header_timeout_seconds", s.limits.header_timeout_seconds),
+        ("limits.client_body_idle_seconds", s.limits.client_body_idle_seconds),
         ("limits.upstream_connect_timeout_seconds", s.limits.upstream_connect_timeout_seconds),
         ("limits.upstream_read_timeout_seconds", s.limits.upstream_read_timeout_seconds),
         ("limits.upstream_pool_size", s.limits.upstream_pool_size),
@@ -467,6 +472,8 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
     for path, value in positive:
         if value <= 0:
             errors.append(f"{path}: must be greater than 0")
+    if s.limits.client_body_min_rate_bytes < 0:
+        errors.append("limits.client_body_min_rate_bytes: must be 0 (no rate check) or more")
     if len(s.identity.cookie_secret.encode()) > 64:
         errors.append("identity.cookie_secret: at most 64 bytes")
     if s.identity.mode not in ("cookie", "cookieless"):

@@ -38,4 +38,6 @@ def test_dockerfile_installs_like_the_readme() -> None:
 
 def test_makefile_check_runs_lint_types_and_tests() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^check: lint typecheck test$", makefile, flags=re.M)
+    assert re.search(r"^check: lint typecheck test test-pyparser$", makefile, flags=re.M)
+    # parser parity: the protocol tests again on aiohttp's pure-Python parser
+    assert re.search(r"^\tAIOHTTP_NO_EXTENSIONS=1 \$\(BIN\)/pytest -q tests/proxy/edge$", makefile, flags=re.M)

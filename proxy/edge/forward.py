@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -31,7 +32,9 @@ from proxy.edge.headers import (
     traceparent,
     upstream_request_headers,
 )
+from proxy.edge.pages import CLIENT_FAULTS, PAGES, QuietWebSocketResponse, error_page, page_for
 from proxy.edge.redirects import client_origin, rewrite_headers, upstream_prefixes
+from proxy.edge.refusals import Refusals
 from proxy.edge.upstreams import UpstreamMap
 from proxy.edge.watchdog import Watch, Watchdog
 from proxy.metrics import ProxyMetrics
@@ -48,24 +51,23 @@ _WS_HANDSHAKE = frozenset(
 )  # fmt: skip
 
 
-class BodyTooLarge(Exception):
+class ClientFault(Exception):
+    """The client's request body failed while it was relayed; ``kind`` is the
+    event's ``error`` (and the refusal reason), answered from :data:`PAGES`."""
+
+    kind = "client_bad_body"
+
+
+class BodyTooLarge(ClientFault):
     """The client's request body passed ``limits.max_body_bytes`` while streaming."""
 
-
-def error_page(status: int, title: str, detail: str) -> web.Response:
-    html = (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title>"
-        f"</head><body><h1>{status} {title}</h1><p>{detail}</p></body></html>\n"
-    )
-    return web.Response(status=status, text=html, content_type="text/html")
+    kind = "body_too_large"
 
 
-# The answer to an upstream that failed before its response head, by error kind.
-_UPSTREAM_PAGES = {
-    "upstream_timeout": (504, "Gateway Timeout", "The site did not answer in time."),
-    "upstream_connect": (502, "Bad Gateway", "The site could not be reached."),
-    "upstream_error": (502, "Bad Gateway", "The site sent an invalid response."),
-}
+class ClientGone(ClientFault):
+    """The client closed the connection while its body was being relayed."""
+
+    kind = "client_disconnect"
 
 
 class ProxiedResponse(web.StreamResponse):
@@ -125,10 +127,27 @@ class Forwarder:
             else None
         )
         self._max_body = settings.limits.max_body_bytes
+        # Counts and (briefly, rate-limited) logs every refusal, the listener's too.
+        self.refusals = Refusals(metrics.refused)
 
     def _refuse(self, status: int, title: str, detail: str, reason: str) -> web.Response:
-        self._metrics.refused.labels(reason).inc()
+        self.refusals(reason, detail)
         return error_page(status, title, detail)
+
+    def _failed(self, request: web.BaseRequest, error: str) -> web.Response:
+        """The page for an exchange that failed before a response head was relayed.
+
+        A client fault is a refusal too, and ends the connection: the rest of its
+        body is never read (a body too large is still drained for a while by aiohttp,
+        so the client sees the 413 rather than a reset)."""
+        page = page_for(error)
+        if error in CLIENT_FAULTS:
+            self.refusals(error, PAGES[error][2], request.remote)
+            page.force_close()
+            protocol = request.protocol
+            if error != "body_too_large" and isinstance(protocol, GuardedRequestHandler):
+                protocol.end_body(request.content)
+        return page
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
@@ -136,7 +155,7 @@ class Forwarder:
         finally:
             protocol = request.protocol
             if isinstance(protocol, GuardedRequestHandler):
-                protocol.request_done()
+                protocol.request_done(request)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ts = time.time()
@@ -197,20 +216,11 @@ class Forwarder:
                     origin, method, raw_path, up_headers.items(), data,
                     chunked=data is not None and "Content-Length" not in up_headers,
                 )  # fmt: skip
-            except asyncio.CancelledError:
-                if not watch.expired:
-                    raise
-                watch.task.uncancel()  # our own deadline, not a client going away
-                error = "upstream_timeout"
-                status, title, detail = _UPSTREAM_PAGES[error]
-                return error_page(status, title, detail)
-            except BodyTooLarge:
-                status, error = 413, "body_too_large"
-                return self._refuse(413, "Content Too Large", "The request body is too large.", "body_too_large")
-            except UpstreamError as exc:
-                error = exc.kind
-                status, title, detail = _UPSTREAM_PAGES.get(error, _UPSTREAM_PAGES["upstream_error"])
-                return error_page(status, title, detail)
+            except (asyncio.CancelledError, UpstreamError, ClientFault) as exc:
+                error = _failure_kind(exc, watch)  # re-raises a cancellation that is not ours
+                response = self._failed(request, error)
+                status = response.status
+                return response
             upstream_ms = (time.perf_counter() - t_up) * 1000.0
             async with upstream_response:
                 status = upstream_response.status
@@ -246,10 +256,10 @@ class Forwarder:
                 except BodyError:
                     error = "upstream_body"
                 except asyncio.CancelledError:
-                    if not watch.expired:
+                    if watch.expired is None:
                         raise
                     watch.task.uncancel()
-                    error = "upstream_timeout"
+                    error = watch.expired
                 if error is not None and error != "client_disconnect" and request.protocol is not None:
                     # The upstream broke off or stalled mid-body: the status is already
                     # sent, so closing the connection is the only honest signal.
@@ -288,7 +298,10 @@ class Forwarder:
 
     async def _relay_body(self, request: web.BaseRequest, watch: Watch, expect: bool) -> AsyncIterator[bytes]:
         """Relay the request body, refusing it once past the limit; every chunk counts
-        as progress for the watchdog, so a long upload is not a silent upstream.
+        as progress for the watchdog, so a long upload is not a silent upstream, and
+        while the relay waits for the client the client-body deadlines apply (a stall
+        there is the client's, answered 408). Framing that breaks mid-body raises
+        :class:`ClientFault` (400), with either of aiohttp's parsers.
 
         ``expect``: the client waits for ``100 Continue`` before sending the body. The
         proxy answers it itself once the upstream connection is up (as nginx does), so
@@ -301,12 +314,24 @@ class Forwarder:
         seen = 0
         content = request.content
         now = self._watchdog.now
-        while chunk := await content.readany():
-            seen += len(chunk)
-            if seen > self._max_body:
-                raise BodyTooLarge()
-            watch.since = now()
-            yield chunk
+        watch.since = watch.body_started = now()
+        try:
+            while True:
+                watch.reading = True
+                chunk = await content.readany()
+                watch.reading = False
+                if not chunk:
+                    return
+                seen += len(chunk)
+                if seen > self._max_body:
+                    raise BodyTooLarge()
+                watch.since = now()
+                watch.body_bytes = seen
+                yield chunk
+        except HttpProcessingError as exc:
+            raise ClientFault(exc.message) from exc
+        except ConnectionError as exc:
+            raise ClientGone() from exc
 
     async def _websocket(
         self,
@@ -338,7 +363,7 @@ class Forwarder:
             self._emit_ws(request, ts, t0, site, ip, peer_trusted, scheme, trace_id, status, 0, None, error)
             return error_page(502, "Bad Gateway", "The site refused the WebSocket.")
         upstream_ms = (time.perf_counter() - t_up) * 1000.0
-        downstream = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False)
+        downstream = QuietWebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False)
         await downstream.prepare(request)
 
         async def pump(src: Any, dst: Any) -> int:
@@ -389,3 +414,16 @@ class Forwarder:
                 None, None, False, False, self._consent(request.headers), trace_id, error,
             )
         )  # fmt: skip
+
+
+def _failure_kind(exc: BaseException, watch: Watch) -> str:
+    """The event's ``error`` for an exchange that failed before its response head.
+    A cancellation is ours when the watchdog expired the exchange (its kind says
+    whose deadline it was); any other cancellation is re-raised."""
+    if isinstance(exc, asyncio.CancelledError):
+        if watch.expired is None:
+            raise exc
+        watch.task.uncancel()  # our own deadline, not a client going away
+        return watch.expired
+    kind: str = getattr(exc, "kind", "upstream_error")
+    return kind

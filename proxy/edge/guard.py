@@ -1,23 +1,40 @@
-"""Connection-level limits aiohttp does not enforce: the header phase.
+"""Connection-level limits aiohttp does not enforce: the header phase, broken bodies,
+and quiet refusals.
 
 aiohttp has no timeout while request headers arrive, so a client that sends one
-header line every few seconds would hold a connection forever (slowloris). This
-protocol bounds the whole header phase of each request in time (408) and in size
-(431), before aiohttp's parser has a complete message to hand to a handler.
+header line every few seconds — or nothing at all — would hold a connection
+forever (slowloris, descriptor exhaustion). This protocol bounds the whole header
+phase of each request in time (408) and in size (431), before aiohttp's parser
+has a complete message to hand to a handler.
 
-The header phase of a request starts with its first byte and ends at the blank
-line that ends its headers; the handler calls :meth:`request_done` when the
-response is finished so the next request on a keep-alive connection is guarded
-again. The size bound is checked here, as bytes arrive; the time bound by
+The header phase of a connection's first request starts when the connection
+opens; that of a later request on a keep-alive connection with its first byte
+(between requests ``limits.keepalive_timeout_seconds`` applies). It ends at the
+blank line that ends the headers; the handler calls :meth:`request_done` when the
+response is finished so the next request is guarded again. The size bound is
+checked here, as bytes arrive; the time bound by
 :class:`proxy.edge.watchdog.Watchdog`, which sweeps all connections every tick and
 calls :meth:`expire_headers` on the late ones (no timer per request).
+
+A request body whose framing breaks mid-stream (a bad chunk-size line in a later
+TCP segment) reaches the body's reader as an exception with either of aiohttp's
+parsers (see :meth:`_track_bodies`). Requests aiohttp cannot parse are answered
+400 with a page of our own and counted and logged by
+:class:`proxy.edge.refusals.Refusals` (one short line, rate-limited) instead of a
+traceback at ERROR for each.
 """
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
 
-from aiohttp import web_protocol, web_server
+from aiohttp import web, web_protocol, web_server
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+
+from proxy.edge.pages import error_page
+from proxy.edge.refusals import parse_error_reason
 
 _END = b"\r\n\r\n"
 
@@ -37,7 +54,8 @@ HEADERS_TOO_LARGE = _canned(431, "Request Header Fields Too Large", "request hea
 class GuardedRequestHandler(web_protocol.RequestHandler):
     """aiohttp's protocol plus a per-request header-phase size bound and start time."""
 
-    # Set by GuardedServer: max header bytes, refusal counter callback.
+    # Set by GuardedServer: max header bytes, and the refusal recorder
+    # ``on_refused(reason, detail, peer)`` (a :class:`proxy.edge.refusals.Refusals`).
     max_header_bytes: int = 16384
     on_refused: Any = None
 
@@ -46,8 +64,14 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
         self._in_headers = True
         self._header_bytes = 0
         self._tail = b""
-        # Loop time of the first byte of the current header phase; None outside it.
+        # Loop time the current header phase started; None outside it.
         self.header_started: float | None = None
+        self._body: StreamReader | None = None  # the last request body handed to a handler
+
+    def connection_made(self, transport: Any) -> None:
+        # A connection that never sends a byte is in its header phase from the start.
+        self.header_started = self._loop.time()
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._in_headers and data:
@@ -64,25 +88,80 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
             if self._header_bytes > self.max_header_bytes:
                 self._refuse(HEADERS_TOO_LARGE, "headers_too_large")
                 return
+        queued = len(self._messages)
         super().data_received(data)
+        if len(self._messages) > queued:
+            self._track_bodies(queued)
 
-    def request_done(self) -> None:
+    def _track_bodies(self, first: int) -> None:
+        """Note the body of each new request; hand a parse error to the body in progress.
+
+        aiohttp's C parser reports framing that breaks inside a body as a new 400
+        "message" queued behind the request whose handler is still reading that
+        body, which would then wait forever (the pure-Python parser sets the error on
+        the body itself). Here the error reaches the body's reader either way.
+        """
+        for message, payload in islice(self._messages, first, None):
+            if isinstance(message, web_protocol._ErrInfo):
+                body = self._body
+                if body is not None and not body.is_eof():
+                    self.end_body(body, message.exc)
+            elif payload is not EMPTY_PAYLOAD:
+                self._body = payload
+
+    def end_body(self, body: StreamReader, exc: BaseException | None = None) -> None:
+        """Abandon the request body being received (broken, too slow): its reader gets
+        ``exc`` if given; nothing more is read or parsed on this connection, aiohttp
+        does not linger to drain the rest, and the connection closes after the response."""
+        self.close()
+        if exc is not None and body.exception() is None:
+            body.set_exception(exc)
+        body.feed_eof()
+
+    def request_done(self, request: web.BaseRequest) -> None:
         """The handler finished a response: the next bytes start a new header phase."""
         self._in_headers = True
         self._header_bytes = 0
         self._tail = b""
+        self._body = None
+        body = request.content
+        if body.exception() is not None and not body.is_eof():
+            self.end_body(body)  # broken while nobody read it: draining it would only raise
 
     def expire_headers(self) -> None:
         """Called by the watchdog when the header phase outlived its deadline."""
         if self._in_headers and self.header_started is not None:
             self._refuse(REQUEST_TIMEOUT, "header_timeout")
 
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's error answer, without a traceback per malformed request and
+        without aiohttp's ``Server`` header; a handler's own bug keeps its traceback."""
+        if isinstance(exc, HttpProcessingError):
+            if self.on_refused is not None:
+                self.on_refused(parse_error_reason(exc), message or exc.message, request.remote)
+        else:
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has started: no error page can follow")
+        titles = {400: "Bad Request", 500: "Internal Server Error", 504: "Gateway Timeout"}
+        page = error_page(status, titles.get(status, "Error"), "The request could not be handled.")
+        page.force_close()
+        return page
+
     def _refuse(self, response: bytes, reason: str) -> None:
         self.header_started = None
         self._in_headers = False
-        if self.on_refused is not None:
-            self.on_refused(reason)
         transport = self.transport
+        if self.on_refused is not None:
+            peer = transport.get_extra_info("peername") if transport is not None else None
+            peer_ip = peer[0] if isinstance(peer, tuple) else None
+            self.on_refused(reason, f"after {self._header_bytes} header bytes", peer_ip)
         if transport is not None and not transport.is_closing():
             transport.write(response)
             transport.close()

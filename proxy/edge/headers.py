@@ -170,13 +170,13 @@ def _valid_ip(value: str) -> bool:
     return True
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def _valid_hex(value: str, length: int) -> bool:
-    if len(value) != length:
-        return False
-    try:
-        return int(value, 16) != 0 and value == value.lower()
-    except ValueError:
-        return False
+    """Lower-case hex digits only, not all zero (``int(v, 16)`` would also take
+    ``_`` separators and non-ASCII digits)."""
+    return len(value) == length and _HEX.issuperset(value) and value != "0" * length
 
 
 def traceparent(incoming: str | None) -> tuple[str, str]:
@@ -196,6 +196,7 @@ def traceparent(incoming: str | None) -> tuple[str, str]:
             and _valid_hex(parts[1], 32)
             and _valid_hex(parts[2], 16)
             and len(parts[3]) == 2
+            and _HEX.issuperset(parts[3])
         ):
             return parts[1], f"00-{parts[1]}-{span}-{parts[3]}"
     trace_id = f"{random.getrandbits(128) or 1:032x}"
@@ -203,14 +204,16 @@ def traceparent(incoming: str | None) -> tuple[str, str]:
 
 
 def split_host(host_header: str | None) -> str:
-    """The Host header's host part, lower-cased, without port; "" when absent."""
+    """The Host header's host part, lower-cased, without port and without the trailing
+    dot of a fully qualified name (``shop.example.`` is ``shop.example``); "" when absent."""
     if not host_header:
         return ""
     host = host_header.strip().lower()
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end > 0 else host
-    return host.partition(":")[0]
+    host = host.partition(":")[0]
+    return host[:-1] if host.endswith(".") else host
 
 
 def is_pageview(

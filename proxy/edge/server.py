@@ -160,13 +160,15 @@ class ProxyWorker:
         watchdog = Watchdog(
             header_timeout=limits.header_timeout_seconds,
             upstream_timeout=limits.upstream_read_timeout_seconds,
+            body_idle=limits.client_body_idle_seconds,
+            body_min_rate=limits.client_body_min_rate_bytes,
             in_flight_gauge=self.metrics.in_flight,
         )
         forwarder = Forwarder(s, self._pool, self._session, self.metrics, sink, watchdog)
         self._server = GuardedServer(
             forwarder,
             max_header_bytes=limits.max_header_bytes,
-            on_refused=lambda reason: self.metrics.refused.labels(reason).inc(),
+            on_refused=forwarder.refusals,
             keepalive_timeout=limits.keepalive_timeout_seconds,
             max_line_size=limits.max_header_bytes,
             max_field_size=limits.max_header_bytes,

@@ -25,6 +25,22 @@ from proxy.tracking.routes import RouteTemplates
 SCHEMA_VERSION = 1
 
 
+def clean_text(value: str | None) -> str | None:
+    """Request text as valid Unicode, safe to enrich and to encode as JSON.
+
+    aiohttp keeps header and path bytes that are not UTF-8 (Latin-1 ``caf\\xe9``,
+    ``\\xff\\xfe``) as lone surrogates, which no JSON encoder accepts; each such byte
+    becomes U+FFFD here. ASCII, the common case, is returned as it is.
+    """
+    if value is None or value.isascii():
+        return value
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte stands for
+        raw = value.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
 def new_event_id() -> str:
     """UUIDv7 as 32 hex chars: 48-bit Unix ms, version/variant bits, 74 random bits.
 
@@ -89,7 +105,11 @@ class EventBuilder:
         )
 
     def build(self, ex: Exchange) -> dict[str, Any]:
-        path, _, raw_query = ex.raw_path.partition("?")
+        """The event of one exchange. Every text taken from the request is cleaned
+        with :func:`clean_text` first, whatever bytes the client sent."""
+        raw_path = clean_text(ex.raw_path) or ""
+        site = clean_text(ex.site) or ""
+        path, _, raw_query = raw_path.partition("?")
         pairs = parse_qsl(raw_query, keep_blank_values=True) if raw_query else []
         headers = ex.headers
         country_header = None
@@ -99,13 +119,13 @@ class EventBuilder:
                 if country_header:
                     break
         enriched = self._enricher.enrich(
-            site=ex.site,
+            site=site,
             path=path,
             query=pairs,
-            user_agent=headers.get("User-Agent"),
-            referer=headers.get("Referer"),
+            user_agent=clean_text(headers.get("User-Agent")),
+            referer=clean_text(headers.get("Referer")),
             client_ip=ex.client_ip,
-            country_header=country_header,
+            country_header=clean_text(country_header),
         )
         clean_path = scrub_path(path)
         ip = ex.client_ip
@@ -116,8 +136,8 @@ class EventBuilder:
             "id": new_event_id(),
             "ts": ex.ts,
             "kind": "pageview" if ex.pageview else "request",
-            "site": ex.site,
-            "method": ex.method,
+            "site": site,
+            "method": clean_text(ex.method),
             "path": clean_path,
             "route": self._routes.route(clean_path),
             "query": scrub_query(pairs, self._privacy),

@@ -56,6 +56,8 @@ def test_upstreams_from_env_are_space_or_comma_separated() -> None:
         ('workers = "many"\n', "workers: must be an integer"),
         ("[limits]\nmax_body_bytes = -1\n", "limits.max_body_bytes: must be greater than 0"),
         ("[limits]\nupstream_idle_seconds = 0\n", "limits.upstream_idle_seconds: must be greater than 0"),
+        ("[limits]\nclient_body_idle_seconds = 0\n", "limits.client_body_idle_seconds: must be greater than 0"),
+        ("[limits]\nclient_body_min_rate_bytes = -5\n", "limits.client_body_min_rate_bytes: must be 0"),
         ("[limits]\nmax_bodybytes = 1\n", "limits.max_bodybytes: unknown setting"),
         ('[identity]\nmode = "fingerprint"\n', "identity.mode: must be 'cookie' or 'cookieless'"),
         ('[redis]\nurl = "http://x"\n', "redis.url: must be redis://"),

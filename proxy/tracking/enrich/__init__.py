@@ -18,11 +18,14 @@ Parts, one concern each:
 
 :class:`Enricher` composes them; ``proxy.tracking.event.EventBuilder`` calls it once per event
 in the publisher's flush task. Field meanings and channel rules: README.md "Enrichment".
+Each step is contained: one that fails leaves its own fields null (``bot`` false)
+and the event is still built; failures are logged, a few per step.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from proxy.settings import EnrichmentSettings
@@ -36,6 +39,9 @@ from proxy.tracking.enrich.sources import SourceIndex
 from proxy.tracking.enrich.useragent import AgentParser
 
 __all__ = ["Enricher"]
+
+log = logging.getLogger(__name__)
+_LOGGED_PER_STEP = 5  # a failing step is a bug or a data-file problem: say so, don't flood
 
 # Referrer mediums that a paid campaign relabels as "paid"; internal and direct stay.
 _PAYABLE = frozenset({"search", "social", "email", "chatbot", "unknown"})
@@ -57,6 +63,7 @@ class Enricher:
         self._geo = CountryLookup(settings.geoip_database)
         self._source_category = functools.lru_cache(maxsize=4096)(self._category)
         self._channel = functools.lru_cache(maxsize=4096)(channel)  # few distinct inputs
+        self._failures: dict[str, int] = {}
 
     def enrich(
         self,
@@ -75,35 +82,71 @@ class Enricher:
         ``country_header`` must already be filtered to trusted peers; ``client_ip`` is
         the raw address, used for the GeoIP look-up only and never kept.
         """
-        agent = self._agents.lookup(user_agent)
-        ua = dict(agent.ua)
-        bot = agent.bot
-        if not bot and path in self._bots.paths:
-            bot = True
-            ua["device"] = "bot"
-        utm, click = extract_utm(query, self._click_ids) if query else ({}, None)
-        referrer = dict(self._referrers.classify(referer, site))
-        ref_medium: str = referrer["medium"]
+        ua: dict[str, Any] | None = None
+        bot, bot_name = False, None
+        try:
+            agent = self._agents.lookup(user_agent)
+            ua, bot, bot_name = dict(agent.ua), agent.bot, agent.bot_name
+            if not bot and path in self._bots.paths:
+                bot = True
+                ua["device"] = "bot"
+        except Exception:
+            self._failed("ua")
+        utm: dict[str, str] = {}
+        click = None
+        try:
+            if query:
+                utm, click = extract_utm(query, self._click_ids)
+        except Exception:
+            self._failed("utm")
+        referrer: dict[str, Any] | None = None
+        try:
+            referrer = dict(self._referrers.classify(referer, site))
+        except Exception:
+            self._failed("referrer")
+        event_channel: str | None = None
+        try:
+            event_channel = self._channel_of(referrer, utm, click)
+        except Exception:
+            self._failed("channel")
+        country = None
+        try:
+            country = self._geo.country(country_header, client_ip)
+        except Exception:
+            self._failed("country")
+        return {
+            "ua": ua,
+            "bot": bot,
+            "bot_name": bot_name,
+            "referrer": referrer,
+            "utm": utm,
+            "channel": event_channel,
+            "country": country,
+        }
+
+    def _channel_of(self, referrer: dict[str, Any] | None, utm: dict[str, str], click: Any) -> str:
+        """The marketing channel; relabels a paid campaign's referrer medium ``paid``."""
+        ref_medium: str = referrer["medium"] if referrer is not None else "unknown"
         if utm:
-            if ref_medium in _PAYABLE and is_paid(utm, click):
+            if referrer is not None and ref_medium in _PAYABLE and is_paid(utm, click):
                 referrer["medium"] = "paid"
             utm_source = utm.get("source")
-            category = self._source_category(utm_source or referrer.get("source"))
+            ref_source = referrer.get("source") if referrer is not None else None
+            category = self._source_category(utm_source or ref_source)
             click_kind = click.kind if click is not None and click.paid else None
             event_channel = self._channel(
                 ref_medium, utm_source, utm.get("medium"), category, click_kind, True
             )
         else:
             event_channel = self._channel(ref_medium, None, None, None, None, False)
-        return {
-            "ua": ua,
-            "bot": bot,
-            "bot_name": agent.bot_name,
-            "referrer": referrer,
-            "utm": utm,
-            "channel": event_channel.value,
-            "country": self._geo.country(country_header, client_ip),
-        }
+        value: str = event_channel.value
+        return value
+
+    def _failed(self, step: str) -> None:
+        """A step raised: its fields stay null; the first few failures are logged."""
+        n = self._failures[step] = self._failures.get(step, 0) + 1
+        if n <= _LOGGED_PER_STEP:
+            log.exception("enrichment step %r failed; its fields are left null", step)
 
     def close(self) -> None:
         """Release the GeoIP reader; idempotent."""

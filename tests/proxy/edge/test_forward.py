@@ -127,7 +127,9 @@ async def test_unknown_host_is_refused_and_never_forwarded(upstream_factory, pro
             assert resp.status == 421
         async with client.get(f"http://127.0.0.1:{proxy.port}/", headers={"Host": "SHOP.example:8080"}) as resp:
             assert resp.status == 200
-    assert len(hits) == 1
+        async with client.get(f"http://127.0.0.1:{proxy.port}/", headers={"Host": "shop.example."}) as resp:
+            assert resp.status == 200  # the fully qualified form of the same name
+    assert len(hits) == 2
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,8 @@ def test_traceparent_continues_a_valid_trace_and_starts_a_new_one_otherwise() ->
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("Shop.Example:8080", "shop.example"), ("[::1]:8080", "[::1]"), ("example.org", "example.org"),
-     (None, ""), ("", "")],  # fmt: skip
+     (None, ""), ("", ""), ("shop.example.", "shop.example"), ("Shop.Example.:443", "shop.example"),
+     (".", "")],  # fmt: skip
 )
 def test_split_host(value, expected) -> None:
     assert split_host(value) == expected
