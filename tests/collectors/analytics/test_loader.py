@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -69,6 +70,7 @@ async def test_claimed_entries_already_stored_count_once(
 async def test_batches_fill_up_to_the_batch_size_or_the_flush_time(
     redis_client: aioredis.Redis, start_service: ServiceFactory, store: Store
 ) -> None:
+    store.settings = dataclasses.replace(store.settings, flush_seconds=1.0)  # the loader reads it at start
     await xadd_events(redis_client, recent(2500))
     service = await start_service(frozenset({"analytics"}))
     await drained(redis_client, ("analytics",))
