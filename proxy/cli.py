@@ -29,6 +29,7 @@ from proxy import settings as settings_mod
 from proxy.settings import ConfigError, Settings
 
 EXIT_CONFIG = 2
+EXIT_STORE_BUSY = 3
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -162,7 +163,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from proxy.runner import Plan, run
 
     collectors = frozenset() if args.command == "proxy" else frozenset({"analytics", "performance"})
-    return run(settings, Plan(collectors=collectors, demo=args.command == "demo"))
+    try:
+        return run(settings, Plan(collectors=collectors, demo=args.command == "demo"))
+    except Exception as exc:
+        return _store_busy(exc)
+
+
+def _store_busy(exc: Exception) -> int:
+    """The embedded store is held by another process: say so (no traceback); re-raise anything else."""
+    from collectors.analytics.store import StoreBusy
+
+    if not isinstance(exc, StoreBusy):
+        raise exc
+    print(f"footfall: {exc}; stop that process or use another --data-dir", file=sys.stderr)
+    return EXIT_STORE_BUSY
 
 
 def _collect(settings: Settings, args: argparse.Namespace) -> int:
@@ -186,6 +200,8 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
                           store_settings=store, data_dir=settings.data_dir))  # fmt: skip
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        return _store_busy(exc)
     finally:
         if embedded is not None and not embedded.shared:
             embedded.stop()
