@@ -19,8 +19,14 @@ succeeded). The loop:
 5. on a Redis error the batch stays pending (claimed again later) and the loop
    backs off; it never exits on a bad entry.
 
-A :class:`StagedSink` (analytics) is pipelined: the loop reads batch N+1, sends
-batch N's apply, then prepares N+1 in Python while Redis runs N, and awaits N's
+A :class:`BatchingSink` (the analytics loader) sets its own batch size and a
+fill time: a read that returns fewer entries keeps reading until the batch is
+full or ``flush_seconds`` passed since the first entry, so a quiet stream still
+makes few, large applies (each insert is a part the store merges later).
+
+A :class:`StagedSink` (the analytics loader) is pipelined: the loop reads batch
+N+1, sends batch N's apply, then prepares N+1 in Python while Redis or the store
+runs N, and awaits N's
 reply before sending N+1. Applies stay one at a time and in order, each still
 acking only its own entries, so the guarantees above are unchanged; a crash can
 leave two batches pending instead of one.
@@ -58,6 +64,14 @@ class Sink(Protocol):
 
     async def apply(self, batch: list[tuple[str, Event]], acks: list[str]) -> int:
         """Apply events and XACK ``acks`` atomically; return how many events were new."""
+
+
+@runtime_checkable
+class BatchingSink(Sink, Protocol):
+    """A sink that wants batches of ``batch_size`` entries, or what came in ``flush_seconds``."""
+
+    batch_size: int
+    flush_seconds: float
 
 
 @runtime_checkable
@@ -107,6 +121,8 @@ class Consumer:
         self._position = "0-0"  # the group's last-delivered id as last seen
         for state in ("pending", "unread"):  # zeros, so increase() sees the first loss
             metrics.entries_trimmed.labels(self.group, state)
+        self._count_per_read = sink.batch_size if isinstance(sink, BatchingSink) else settings.batch_size
+        self._fill_seconds = sink.flush_seconds if isinstance(sink, BatchingSink) else 0.0
 
     async def ensure_group(self) -> None:
         """Create the group at the stream's start unless it exists; pick the read path."""
@@ -224,23 +240,45 @@ class Consumer:
             claimed = await self._claim()
             if claimed:
                 return claimed
+        count = self._count_per_read
         if self._counting:
-            entries = await self._read_counting()
-            if entries or not block:
-                return entries
-            # Wait for anything past the group's position without moving the group
-            # (a blocking XREADGROUP could jump a trim gap uncounted), then read.
-            woke: Any = await self.redis.xread(
-                {self.stream_key: self._position}, count=1, block=self.settings.block_ms
-            )
-            return await self._read_counting() if woke else []
-        reply: Any = await self.redis.xreadgroup(
-            self.group, self.name, {self.stream_key: ">"},
-            count=self.settings.batch_size, block=self.settings.block_ms if block else None,
-        )  # fmt: skip
-        return list(reply[0][1]) if reply else []
+            entries = await self._read_counting(count)
+            if not entries and block:
+                entries = await self._wait_counting(count, self.settings.block_ms)
+        else:
+            reply: Any = await self.redis.xreadgroup(
+                self.group, self.name, {self.stream_key: ">"},
+                count=count, block=self.settings.block_ms if block else None,
+            )  # fmt: skip
+            entries = list(reply[0][1]) if reply else []
+        if entries and self._fill_seconds and len(entries) < count:
+            await self._fill(entries, count)
+        return entries
 
-    async def _read_counting(self) -> list[tuple[Any, Any]]:
+    async def _wait_counting(self, count: int, block_ms: int) -> list[tuple[Any, Any]]:
+        """Wait for anything past the group's position without moving the group (a
+        blocking XREADGROUP could jump a trim gap uncounted), then read counting."""
+        woke: Any = await self.redis.xread({self.stream_key: self._position}, count=1, block=block_ms)
+        return await self._read_counting(count) if woke else []
+
+    async def _fill(self, entries: list[tuple[Any, Any]], count: int) -> None:
+        """Read on until ``count`` entries or ``flush_seconds`` after the first (BatchingSink)."""
+        deadline = time.monotonic() + self._fill_seconds
+        while len(entries) < count and not self._stopping.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return
+            block_ms = min(left_ms, self.settings.block_ms)
+            if self._counting:
+                entries.extend(await self._wait_counting(count - len(entries), block_ms))
+                continue
+            reply: Any = await self.redis.xreadgroup(
+                self.group, self.name, {self.stream_key: ">"}, count=count - len(entries), block=block_ms,
+            )  # fmt: skip
+            if reply:
+                entries.extend(reply[0][1])
+
+    async def _read_counting(self, count: int) -> list[tuple[Any, Any]]:
         """XREADGROUP after the script that counts entries trimmed unread, atomically.
 
         EVAL, not EVALSHA: inside MULTI a missing script (Redis restarted) would
@@ -248,7 +286,7 @@ class Consumer:
         """
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.eval(trimming.CHECK_GAP, 1, self.stream_key, self.group)
-            pipe.xreadgroup(self.group, self.name, {self.stream_key: ">"}, count=self.settings.batch_size)
+            pipe.xreadgroup(self.group, self.name, {self.stream_key: ">"}, count=count)
             gap, reply = await pipe.execute()
         trimmed, last, first = trimming.parse_gap(gap)
         entries = list(reply[0][1]) if reply else []

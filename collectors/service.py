@@ -1,9 +1,14 @@
-"""CollectorService: the collectors of one process, their metrics and their HTTP routes.
+"""CollectorService: the collectors of one process, their store, metrics and HTTP routes.
 
 ``footfall collect`` calls :func:`serve` (own admin listener with ``/metrics``,
 ``/healthz`` and the API); ``footfall run`` builds a :class:`CollectorService`,
 ``await start()``, mounts ``registry`` and ``add_routes(app)`` on its admin app,
 and ``await stop()`` at shutdown.
+
+With the ``analytics`` group the service opens the event store once for the
+process (:attr:`CollectorService.store`): the loader writes through it and the
+``/api/v2/*`` handlers read through it. The embedded store admits one process,
+so nothing else in the process opens it again.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,9 +26,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collectors import api
-from collectors.analytics.keys import prefix_for
-from collectors.analytics.query import Query
-from collectors.analytics.store import AnalyticsSink
+from collectors.analytics.config import StoreSettings
+from collectors.analytics.loader import StoreLoader
+from collectors.analytics.store import Store, open_store_async
 from collectors.performance import PerformanceSink
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
@@ -52,41 +58,62 @@ class CollectorService:
         which: frozenset[str],
         consumer: str,
         shard_keys: list[str] | None = None,
+        *,
+        store_settings: StoreSettings | None = None,
+        data_dir: Path | str = "./footfall-data",
+        store: Store | None = None,
     ) -> None:
+        """``store``: an already open store to use (and not close); otherwise the
+        analytics group opens one from ``store_settings`` in :meth:`start`."""
         unknown = which - KINDS
         if unknown or not which:
             raise ValueError(f"which: must be a non-empty subset of {sorted(KINDS)}")
         self.stream_key = stream_key
         self.settings = settings
+        self.store_settings = store_settings or (store.settings if store else StoreSettings())
+        self.data_dir = Path(data_dir)
         self.which = which
+        self.consumer_name = consumer
         self.registry = CollectorRegistry()
         self.metrics = RuntimeMetrics(self.registry)
         self.redis: aioredis.Redis = redis_client(
             redis_url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30
         )
-        self.query = Query(self.redis, prefix_for(stream_key), settings)
-        self.sinks: list[Sink] = []
-        if "analytics" in which:
-            self.sinks.append(AnalyticsSink(self.redis, stream_key, settings))
-        if "performance" in which:
-            self.sinks.append(PerformanceSink(self.redis, stream_key, settings).register(self.registry))
-        keys = self.shard_keys = shard_keys or [stream_key]
-        self.consumers: list[Consumer | ShardedConsumer] = [
-            Consumer(self.redis, stream_key, sink, settings, consumer, self.metrics)
-            if keys == [stream_key]
-            else ShardedConsumer(self.redis, stream_key, keys, sink, settings, consumer, self.metrics)
-            for sink in self.sinks
-        ]
+        self.store: Store | None = store
+        self._owns_store = store is None
+        self.performance = (
+            PerformanceSink(self.redis, stream_key, settings).register(self.registry)
+            if "performance" in which
+            else None
+        )
+        self.shard_keys = shard_keys or [stream_key]
+        self.consumers: list[Consumer | ShardedConsumer] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._monitor: asyncio.Task[None] | None = None
         self._stop_monitor = asyncio.Event()
 
     async def start(self) -> None:
-        """Start one consumer task per group plus the sampler; never waits on Redis.
+        """Open the store (analytics), then start one consumer task per group plus the
+        sampler; never waits on Redis.
 
         Each consumer creates its group and waits out an unreachable Redis by
         itself (see :meth:`Consumer.run`); :attr:`ready` tells when all consume.
         """
+        sinks: list[Sink] = []
+        if "analytics" in self.which:
+            if self.store is None:
+                self.store = await open_store_async(self.store_settings, self.data_dir)
+            sinks.append(StoreLoader(self.redis, self.stream_key, self.store))
+        if self.performance is not None:
+            sinks.append(self.performance)
+        keys = self.shard_keys
+        self.consumers = [
+            Consumer(self.redis, self.stream_key, sink, self.settings, self.consumer_name, self.metrics)
+            if keys == [self.stream_key]
+            else ShardedConsumer(self.redis, self.stream_key, keys, sink, self.settings, self.consumer_name,
+                                 self.metrics)  # fmt: skip
+            for sink in sinks
+        ]
         for c in self.consumers:
             self._tasks.append(spawn(c.run(), name=f"collector-{c.group}"))
         groups = [c.group for c in self.consumers]
@@ -100,7 +127,7 @@ class CollectorService:
         log.info("collectors %s consuming %s", ",".join(groups), self.stream_key)
 
     async def stop(self) -> None:
-        """Finish the batches in hand (applied and acked), then close the connection."""
+        """Finish the batches in hand (stored and acked), then close the connection and the store."""
         for c in self.consumers:
             c.stop()
         if self._tasks:
@@ -113,6 +140,9 @@ class CollectorService:
             await asyncio.wait([self._monitor], timeout=STOP_TIMEOUT)
         self._tasks.clear()
         await self.redis.aclose()
+        if self.store is not None and self._owns_store:
+            await self.store.aclose()
+            self.store = None
 
     @property
     def healthy(self) -> bool:
@@ -131,8 +161,8 @@ class CollectorService:
         return f"not ready ({why or 'not running'})"
 
     def add_routes(self, app: web.Application) -> None:
-        """The query API (``/api/v1/...``) and ``/dashboard`` on ``app``."""
-        api.add_routes(app, self.query)
+        """The ``/api/v2/*`` routes on ``app`` (they reach the store through this service)."""
+        api.add_routes(app, self)
 
 
 async def serve(
@@ -143,11 +173,15 @@ async def serve(
     admin_host: str,
     admin_port: int,
     shard_keys: list[str] | None = None,
+    *,
+    store_settings: StoreSettings | None = None,
+    data_dir: Path | str = "./footfall-data",
 ) -> None:
     """Run the collectors with their own admin listener until cancelled."""
     service = CollectorService(
-        redis_url, stream_key, settings, which, default_consumer_name(), shard_keys=shard_keys
-    )
+        redis_url, stream_key, settings, which, default_consumer_name(), shard_keys=shard_keys,
+        store_settings=store_settings, data_dir=data_dir,
+    )  # fmt: skip
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(service.registry)

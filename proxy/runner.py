@@ -155,6 +155,7 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     """The collectors of ``run``/``demo``; they wait for Redis themselves (never raise for it)."""
     if not plan.collectors or redis_url is None:
         return None
+    from collectors.analytics import config
     from collectors.service import CollectorService
     from collectors.settings import parse
 
@@ -163,7 +164,8 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     service = CollectorService(
         redis_url, settings.redis.stream_key, csettings, plan.collectors, consumer=f"run-{os.getpid()}",
         shard_keys=settings.redis.shard_keys,
-    )
+        store_settings=config.parse(settings.analytics, errors), data_dir=settings.data_dir,
+    )  # fmt: skip
     await service.start()
     return service
 
@@ -190,8 +192,7 @@ def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) 
     admin = f"http://{settings.admin_listen.host}:{admin_port}"
     say(f"Metrics             {admin}/metrics")
     if plan.collectors:
-        say(f"Dashboard           {admin}/dashboard")
-        say(f"Analytics API       {admin}/api/v1/stats?site={host}")
+        say(f"Analytics API       {admin}/api/v2/query (POST)")
     say(f"Events              footfall tail --data-dir {settings.data_dir}")
 
 
@@ -205,14 +206,16 @@ async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -
         if plan.demo:
             settings, demo_runner = await _start_demo_upstream(settings)
             started.push_async_callback(demo_runner.cleanup)
+        # Collectors first: a store held by another process stops us before we listen.
+        collectors = await _start_collectors(settings, plan, redis_url)
+        if collectors is not None:
+            started.push_async_callback(collectors.stop)
         worker = ProxyWorker(settings, redis_url=redis_url)
         started.push_async_callback(worker.stop)
         await _start_worker(worker, settings)
-        collectors = await _start_collectors(settings, plan, redis_url)
         registries: list[CollectorRegistry] = [worker.metrics.registry, REGISTRY]
         components: dict[str, Callable[[], str]] = {}
         if collectors is not None:
-            started.push_async_callback(collectors.stop)
             registries.append(collectors.registry)
             components["collectors"] = collectors.status
         app = admin_app(registries, worker.ready, components)
@@ -269,6 +272,9 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
             if plan.demo:
                 settings, demo_runner = await _start_demo_upstream(settings)
                 started.push_async_callback(demo_runner.cleanup)
+            collectors = await _start_collectors(settings, plan, redis_url)  # before the workers: see _serve_single
+            if collectors is not None:
+                started.push_async_callback(collectors.stop)
             events = [ctx.Event() for _ in range(settings.workers)]
             procs = [
                 ctx.Process(target=_worker_main, args=(settings, redis_url, i, events[i]),
@@ -289,11 +295,9 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
                 p.start()
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
-            collectors = await _start_collectors(settings, plan, redis_url)
             registries = [registry]
             components: dict[str, Callable[[], str]] = {}
             if collectors is not None:
-                started.push_async_callback(collectors.stop)
                 registries.append(collectors.registry)
                 components["collectors"] = collectors.status
 

@@ -159,10 +159,13 @@ async def test_two_groups_with_two_consumers_each_get_every_event_once(cluster: 
         sent = [event(visitor=f"v{i % 97}" if i % 4 else None) for i in range(1500)]
         await _publish(cluster.url, keys, sent)
         await _until(lambda: all(sum(ids.values()) >= len(sent) for ids in seen.values()))
-        # Each group's two consumers split the shards: disjoint, and together all of them.
-        for group in seen:
+        # Each group's two consumers split the shards: disjoint, and together all of them
+        # once the hand-over that follows the second consumer's arrival has settled.
+        def split(group: str) -> bool:
             mine = [c.reading for c in consumers if c.group == group]
-            assert not (mine[0] & mine[1]) and mine[0] | mine[1] == {0, 1, 2}
+            return not (mine[0] & mine[1]) and mine[0] | mine[1] == {0, 1, 2}
+
+        await _until(lambda: all(split(group) for group in seen), timeout=10)
     finally:
         for c in consumers:
             c.stop()
