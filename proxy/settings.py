@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.beacon.settings import BeaconSettings
+from proxy.beacon.settings import check as _check_beacon
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -141,6 +144,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    beacon: BeaconSettings = field(default_factory=BeaconSettings)
     collectors: Mapping[str, Any] = field(default_factory=dict)  # validated by collectors
 
     def replace(self, **changes: Any) -> Settings:
@@ -158,6 +162,7 @@ ENV_KEYS: dict[str, str] = {
     "FOOTFALL_REDIS_URL": "redis.url",
     "FOOTFALL_IDENTITY_MODE": "identity.mode",
     "FOOTFALL_COOKIE_SECRET": "identity.cookie_secret",
+    "FOOTFALL_BEACON": "beacon.enabled",
 }
 
 
@@ -350,6 +355,7 @@ _SECTIONS: dict[str, type] = {
     "identity": IdentitySettings,
     "privacy": PrivacySettings,
     "enrichment": EnrichmentSettings,
+    "beacon": BeaconSettings,
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -459,5 +465,6 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
             errors.append(f"redis.url: must be redis://, rediss:// or unix://, not {s.redis.url!r}")
     if not s.redis.stream_prefix:
         errors.append("redis.stream_prefix: must not be empty")
+    _check_beacon(s.beacon, errors)
     if s.enrichment.geoip_database and not Path(s.enrichment.geoip_database).is_file():
         errors.append(f"enrichment.geoip_database: no such file: {s.enrichment.geoip_database!r}")
