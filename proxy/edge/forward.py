@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, ClientSession, WSMsgType, web
 from multidict import CIMultiDict
@@ -37,6 +37,9 @@ from proxy.metrics import ProxyMetrics
 from proxy.settings import Settings
 from proxy.tracking.event import Exchange
 from proxy.tracking.identity import CookieIdentity, consent_denied
+
+if TYPE_CHECKING:
+    from proxy.beacon.service import Beacon
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,9 @@ class Forwarder:
         metrics: ProxyMetrics,
         sink: Callable[[Exchange], None] | None,
         watchdog: Watchdog,
+        beacon: Beacon | None = None,
     ) -> None:
+        self._beacon = beacon  # None: beacon off for every site
         self._pool = pool
         self._session = session
         self._watchdog = watchdog
@@ -165,6 +170,9 @@ class Forwarder:
         scheme = request.scheme
         if peer_trusted:
             scheme = headers.get("X-Forwarded-Proto", scheme).partition(",")[0].strip() or scheme
+        beacon = self._beacon
+        if beacon is not None and raw_path.startswith(beacon.prefix) and beacon.on_for(site):
+            return await beacon.endpoint.handle(request, site, ip, peer_trusted, scheme)  # never forwarded
         trace_id, trace_header = traceparent(headers.get("traceparent"))
         up_headers = upstream_request_headers(
             headers, peer_ip=peer_ip, scheme=scheme, host=headers.get("Host", ""), traceparent=trace_header
@@ -179,6 +187,7 @@ class Forwarder:
         response: web.StreamResponse
         pageview = False
         identity = None
+        transform = None  # the beacon's body transform, when this page gets the script
         watch = self._watchdog.watch()
         origin = self._origins[upstream.url]
         if "Host" not in up_headers:  # HTTP/1.0 clients may omit it; the upstream needs one
@@ -216,6 +225,10 @@ class Forwarder:
                     headers=downstream_response_headers(upstream_response.headers),
                     coalesce=upstream_response.body_ready,
                 )
+                if beacon is not None:
+                    transform = beacon.injector.choose(
+                        site, method, headers, status, response.headers, t0, upstream_ms
+                    )
                 if self._sink is not None:
                     # The media type by hand: aiohttp's content_type parses parameters too.
                     ctype = response.headers.get("Content-Type")
@@ -230,6 +243,11 @@ class Forwarder:
                     now = self._watchdog.now
                     while chunk := await upstream_response.read():
                         watch.since = now()
+                        if transform is not None and not (chunk := transform.feed(chunk)):
+                            continue  # held while the insertion point is looked for
+                        await response.write(chunk)
+                        bytes_out += len(chunk)
+                    if transform is not None and (chunk := transform.finish()):
                         await response.write(chunk)
                         bytes_out += len(chunk)
                     await response.write_eof()
@@ -252,6 +270,7 @@ class Forwarder:
             raise
         finally:
             self._watchdog.unwatch(watch)
+            page_id = None if transform is None or beacon is None else beacon.injector.done(transform)
             if self._sink is not None:
                 self._sink(
                     Exchange(
@@ -263,7 +282,7 @@ class Forwarder:
                         identity.new_visitor if identity else False,
                         identity.new_session if identity else False,
                         identity.consent if identity else self._consent(headers),
-                        trace_id, error,
+                        trace_id, error, page_id,
                     )
                 )  # fmt: skip
 

@@ -157,7 +157,10 @@ class ProxyWorker:
             upstream_timeout=limits.upstream_read_timeout_seconds,
             in_flight_gauge=self.metrics.in_flight,
         )
-        forwarder = Forwarder(s, self._pool, self._session, self.metrics, sink, watchdog)
+        from proxy.beacon.service import make_beacon
+
+        beacon = make_beacon(s, self.metrics.registry, sink)
+        forwarder = Forwarder(s, self._pool, self._session, self.metrics, sink, watchdog, beacon)
         self._server = GuardedServer(
             forwarder,
             max_header_bytes=limits.max_header_bytes,
