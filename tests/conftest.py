@@ -100,3 +100,8 @@ async def proxy_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield make
     for worker in workers:
         await worker.stop(grace=1.0)
+
+
+# --- real headless Chromium (tests/browser.py) ---------------------------------------
+
+from tests.browser import browser, browser_context, chromium  # noqa: E402, F401
