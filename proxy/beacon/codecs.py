@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on the Python version
 
 PIECE = 256 * 1024
 GZIP_LEVEL = 1
-BROTLI_QUALITY = 4
+BROTLI_QUALITY = 1
 ZSTD_LEVEL = 3
 
 DecodeError = (zlib.error, brotli.error) + ((_zstd.ZstdError,) if _zstd is not None else ())
