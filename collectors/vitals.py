@@ -81,7 +81,7 @@ class VitalsMetrics:
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
         yield self.seconds.family("footfall_site_web_vitals_seconds",
-                                  "Web Vitals of page loads (LCP, INP, FCP, TTFB) from the first-party script.")  # fmt: skip
+                                  "Web Vitals of page loads (LCP, INP, FCP, TTFB), first-party script.")  # fmt: skip
         yield self.cls.family("footfall_site_web_vitals_cls",
                               "Cumulative Layout Shift of page loads from the first-party script.")  # fmt: skip
         fam = CounterMetricFamily("footfall_site_beacon_events", "Events sent by the first-party script, by kind.",

@@ -143,7 +143,9 @@ def pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
-def start_proxy(upstream: str, tmp: Path, name: str, beacon: bool, redis_url: str | None) -> tuple[subprocess.Popen[bytes], int]:
+def start_proxy(
+    upstream: str, tmp: Path, name: str, beacon: bool, redis_url: str | None
+) -> tuple[subprocess.Popen[bytes], int]:
     port, admin = free_port(), free_port()
     config = tmp / f"{name}.toml"
     config.write_text("[beacon]\nrate_per_second = 1000000.0\nrate_burst = 1000000\n")
@@ -203,7 +205,11 @@ def bench_pages(upstream: str, tmp: Path, rounds: int, duration: float) -> dict[
             for r in range(rounds):
                 order = [("off", off_port), ("on", on_port)] if r % 2 == 0 else [("on", on_port), ("off", off_port)]
                 for name, port in order:
-                    cells[name].append(asyncio.run(load(port, reqs, 50, duration)))
+                    pid = (on if name == "on" else off).pid
+                    cpu0 = cpu_seconds(pid)
+                    cell = asyncio.run(load(port, reqs, 50, duration))
+                    cell["proxy_cpu_us"] = (cpu_seconds(pid) - cpu0) / max(cell["requests"], 1) * 1e6
+                    cells[name].append(cell)
             rps = [a["rps"] / b["rps"] for a, b in zip(cells["on"], cells["off"], strict=True)]
             p99 = [a["latency_us"]["p99"] / b["latency_us"]["p99"]
                    for a, b in zip(cells["on"], cells["off"], strict=True)]  # fmt: skip
@@ -212,6 +218,8 @@ def bench_pages(upstream: str, tmp: Path, rounds: int, duration: float) -> dict[
                 "rps_off": round(statistics.median(c["rps"] for c in cells["off"])),
                 "p99_us_on": round(statistics.median(c["latency_us"]["p99"] for c in cells["on"])),
                 "p99_us_off": round(statistics.median(c["latency_us"]["p99"] for c in cells["off"])),
+                "proxy_cpu_us_per_request_on": round(statistics.median(c["proxy_cpu_us"] for c in cells["on"])),
+                "proxy_cpu_us_per_request_off": round(statistics.median(c["proxy_cpu_us"] for c in cells["off"])),
                 "throughput_ratio": round(statistics.median(rps), 3),
                 "p99_ratio": round(statistics.median(p99), 3),
                 "errors": sum(c["errors"] + c["bad_status"] for c in cells["on"] + cells["off"]),

@@ -13,6 +13,7 @@ Nothing is skipped: without /usr/bin/chromium the tests fail and say what to ins
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -54,10 +55,8 @@ def chromium() -> Iterator[str]:
             url = _wait_for_url(proc, proc.stderr.fileno(), deadline=time.monotonic() + 30)
             yield url
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:

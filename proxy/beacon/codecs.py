@@ -109,7 +109,7 @@ class _ZstdDecoder:
     def decode(self, data: bytes) -> Iterator[bytes]:
         while data:
             if self._d.eof:  # a further frame follows the first
-                self._d = _zstd.ZstdDecompressor()  # type: ignore[union-attr]
+                self._d = _zstd.ZstdDecompressor()
             yield self._d.decompress(data)
             data = self._d.unused_data if self._d.eof else b""
 
@@ -134,10 +134,12 @@ class _BrotliEncoder:
         self._c = brotli.Compressor(quality=BROTLI_QUALITY)
 
     def encode(self, data: bytes) -> bytes:
-        return self._c.process(data) + self._c.flush()
+        out: bytes = self._c.process(data) + self._c.flush()
+        return out
 
     def finish(self) -> bytes:
-        return self._c.finish()
+        out: bytes = self._c.finish()
+        return out
 
 
 class _ZstdEncoder:
@@ -146,11 +148,11 @@ class _ZstdEncoder:
         self._c = _zstd.ZstdCompressor(level=ZSTD_LEVEL)
 
     def encode(self, data: bytes) -> bytes:
-        out: bytes = self._c.compress(data, _zstd.ZstdCompressor.FLUSH_BLOCK)  # type: ignore[union-attr]
+        out: bytes = self._c.compress(data, _zstd.ZstdCompressor.FLUSH_BLOCK)
         return out
 
     def finish(self) -> bytes:
-        out: bytes = self._c.flush(_zstd.ZstdCompressor.FLUSH_FRAME)  # type: ignore[union-attr]
+        out: bytes = self._c.flush(_zstd.ZstdCompressor.FLUSH_FRAME)
         return out
 
 

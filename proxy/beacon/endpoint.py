@@ -41,9 +41,7 @@ def _status(status: int) -> web.Response:
 
 
 class BeaconEndpoint:
-    def __init__(
-        self, settings: Settings, metrics: BeaconMetrics, sink: Callable[[Exchange], None] | None
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: BeaconMetrics, sink: Callable[[Exchange], None] | None) -> None:
         b = settings.beacon
         self._prefix_len = len(b.prefix)
         self._max_body = b.max_body_bytes

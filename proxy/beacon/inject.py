@@ -88,7 +88,7 @@ class Injection:
 
     def _look(self) -> bytes:
         """Scan the held prefix; place the tag, give up, or keep holding."""
-        found, pos = scan(self._buf, self._pos)
+        found, pos = scan(self._buf, self._pos)  # bytearray: scanned in place, not copied
         if found is Scan.FOUND:
             buf = self._buf
             out = bytes(buf[:pos]) + self._tag + bytes(buf[pos:])

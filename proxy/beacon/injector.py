@@ -56,7 +56,7 @@ class Injector:
         yet sent) to match; None to relay it unchanged. ``t0`` is when the request
         came in (``perf_counter``), for the proxy's share in ``Server-Timing``."""
         ctype = headers.get("Content-Type")
-        if ctype is None or method != "GET" or not ctype[:9].lower() == "text/html":
+        if ctype is None or method != "GET" or ctype[:9].lower() != "text/html":
             return None
         reason = self._refuse(site, request_headers, status, headers)
         if reason is not None:

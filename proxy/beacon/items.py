@@ -7,10 +7,10 @@ missing or wrongly typed field is dropped and counted by reason, never repaired:
 - every item: ``kind`` (``pageview``, ``vitals``, ``engagement``, ``custom``,
   ``click``), ``page_id`` (32 lower-case hex chars), ``url`` (the page's path and
   query on this site, starting with ``/``), optional ``referrer`` (a URL, or ``""``);
-- ``vitals``: ``vitals`` object with any of ``lcp inp fcp ttfb`` (ms, 0–10 min) and
-  ``cls`` (0–100), at least one;
-- ``engagement``: ``engaged_ms`` (integer, 0–24 h) and ``scroll_depth`` (integer 0–100);
-- ``custom``: ``name`` (1–64 chars) and optional ``props`` (≤ 20 string→string pairs,
+- ``vitals``: ``vitals`` object with any of ``lcp inp fcp ttfb`` (ms, 0-10 min) and
+  ``cls`` (0-100), at least one;
+- ``engagement``: ``engaged_ms`` (integer, 0-24 h) and ``scroll_depth`` (integer 0-100);
+- ``custom``: ``name`` (1-64 chars) and optional ``props`` (≤ 20 string→string pairs,
   keys ≤ 64 chars, values ≤ 256);
 - ``click``: ``name`` ``outbound`` or ``download`` and ``props.url`` (≤ 2048 chars).
 
@@ -141,17 +141,17 @@ def item(entry: Any) -> Item:
         fields["engaged_ms"] = _integer(entry.get("engaged_ms"), 86_400_000)
         fields["scroll_depth"] = _integer(entry.get("scroll_depth"), 100)
     elif kind == "custom":
-        name = entry.get("name")
-        if not isinstance(name, str) or not 0 < len(name) <= 64:
+        custom = entry.get("name")
+        if not isinstance(custom, str) or not 0 < len(custom) <= 64:
             raise Invalid("field")
-        fields["name"] = name
+        fields["name"] = custom
         fields["props"] = _props(entry.get("props"))
     elif kind == "click":
-        name = entry.get("name")
-        if name not in ("outbound", "download"):
+        click = entry.get("name")
+        if click not in ("outbound", "download"):
             raise Invalid("field")
         props = entry.get("props")
         link = props.get("url") if isinstance(props, dict) else None
-        fields["name"] = name
+        fields["name"] = click
         fields["props"] = {"url": _string(link, _MAX_URL)}
     return Item(url, referrer, fields)

@@ -26,7 +26,7 @@ class Scan(Enum):
     MORE = "more"  # undecided: call again with more bytes, resuming at position
 
 
-def _tag_end(buf: bytes, i: int) -> int:
+def _tag_end(buf: bytes | bytearray, i: int) -> int:
     """Index of the ``>`` closing a start tag whose attributes begin at ``i``; -1 if
     not in ``buf`` yet. Quotes count only where an attribute value starts."""
     n = len(buf)
@@ -49,7 +49,7 @@ def _tag_end(buf: bytes, i: int) -> int:
     return -1
 
 
-def scan(buf: bytes, start: int = 0) -> tuple[Scan, int]:
+def scan(buf: bytes | bytearray, start: int = 0) -> tuple[Scan, int]:
     """Look for the insertion point in ``buf`` from ``start`` (a previous MORE's position)."""
     i = start
     n = len(buf)

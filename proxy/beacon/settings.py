@@ -34,10 +34,7 @@ class BeaconSettings:
 
 
 def _matches(site: str, patterns: tuple[str, ...]) -> bool:
-    for p in patterns:
-        if p == site or (p.startswith("*.") and site.endswith(p[1:])):
-            return True
-    return False
+    return any(p == site or (p.startswith("*.") and site.endswith(p[1:])) for p in patterns)
 
 
 def check(s: BeaconSettings, errors: list[str]) -> None:

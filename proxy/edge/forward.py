@@ -247,10 +247,9 @@ class Forwarder:
                             continue  # held while the insertion point is looked for
                         await response.write(chunk)
                         bytes_out += len(chunk)
-                    if transform is not None and (chunk := transform.finish()):
-                        await response.write(chunk)
-                        bytes_out += len(chunk)
-                    await response.write_eof()
+                    tail = transform.finish() if transform is not None else b""  # with the last chunk: one write
+                    bytes_out += len(tail)
+                    await response.write_eof(tail)
                 except (ConnectionResetError, ConnectionError):
                     error = "client_disconnect"
                 except BodyError:

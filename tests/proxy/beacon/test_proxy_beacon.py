@@ -45,7 +45,9 @@ def metric(proxy: Any, name: str, **labels: str) -> float:
     return proxy.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-async def start(upstream_factory, proxy_factory, redis_url: str | None = None, **extra: Any) -> tuple[Any, str, list[str]]:
+async def start(
+    upstream_factory, proxy_factory, redis_url: str | None = None, **extra: Any
+) -> tuple[Any, str, list[str]]:
     hits: list[str] = []
     upstream = await upstream_factory(site_app(hits))
     proxy = await proxy_factory({"upstreams": [upstream], "beacon.enabled": True, **extra}, redis_url=redis_url)
@@ -117,7 +119,7 @@ async def test_beacon_off_for_a_site_forwards_its_prefix(upstream_factory, proxy
 
 
 async def test_script_is_served_by_the_proxy(upstream_factory, proxy_factory) -> None:
-    proxy, base, hits = await start(upstream_factory, proxy_factory)
+    _proxy, base, hits = await start(upstream_factory, proxy_factory)
     b = bundle()
     async with aiohttp.ClientSession(auto_decompress=False) as client:
         async with client.get(f"{base}/_ff/{b.name}", headers={"Accept-Encoding": "gzip, br"}) as resp:
@@ -209,9 +211,11 @@ async def test_endpoint_under_bad_input(upstream_factory, proxy_factory, redis_s
             assert metric(proxy, "footfall_beacon_items_rejected_total", reason=reason) == want, reason
         async with client.post(post, data=b"x" * (16 * 1024 + 1)) as resp:
             assert resp.status == 413
+
         async def chunked():
             for _ in range(20):
                 yield b"y" * 1024
+
         async with client.post(post, data=chunked()) as resp:  # no Content-Length: cut off while streaming
             assert resp.status == 413
         async with client.post(post, data=b"{not json") as resp:
