@@ -241,15 +241,22 @@ class Forwarder:
                 try:
                     await response.prepare(request)
                     now = self._watchdog.now
+                    held = b""  # transformed bytes not yet written
                     while chunk := await upstream_response.read():
                         watch.since = now()
-                        if transform is not None and not (chunk := transform.feed(chunk)):
-                            continue  # held while the insertion point is looked for
+                        if transform is not None:
+                            held += transform.feed(chunk)
+                            # More body already in hand: write once, with it (and the end of the
+                            # body, often); a write per piece costs a syscall each.
+                            if not held or (upstream_response.body_ready and len(held) < CHUNK):
+                                continue
+                            chunk, held = held, b""
                         await response.write(chunk)
                         bytes_out += len(chunk)
-                    tail = transform.finish() if transform is not None else b""  # with the last chunk: one write
-                    bytes_out += len(tail)
-                    await response.write_eof(tail)
+                    if transform is not None:
+                        held += transform.finish()
+                        bytes_out += len(held)
+                    await response.write_eof(held)
                 except (ConnectionResetError, ConnectionError):
                     error = "client_disconnect"
                 except BodyError:

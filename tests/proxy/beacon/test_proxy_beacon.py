@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import zlib
 from typing import Any
 
 import aiohttp
@@ -242,3 +243,41 @@ async def test_endpoint_under_bad_input(upstream_factory, proxy_factory, redis_s
     assert len(beacon) == 1 + 50 + 1 + 1
     await asyncio.sleep(0.1)
     assert len(await redis_client.xrange("footfall:events")) == 54
+
+
+async def test_a_streaming_page_keeps_streaming(upstream_factory, proxy_factory) -> None:
+    """The head (with the tag) reaches the client while the upstream still holds the
+    rest back, in gzip as in identity: nothing waits for the end of the body."""
+    release = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        gz = request.query.get("enc") == "gzip"
+        resp = web.StreamResponse(headers={"Content-Type": "text/html", **({"Content-Encoding": "gzip"} if gz else {})})
+        await resp.prepare(request)
+        enc = zlib.compressobj(6, zlib.DEFLATED, 31)
+
+        def piece(data: bytes) -> bytes:
+            return enc.compress(data) + enc.flush(zlib.Z_SYNC_FLUSH) if gz else data
+
+        await resp.write(piece(b"<!doctype html><html><head><title>t</title>"))
+        await release.wait()
+        await resp.write(piece(b"</head><body>late</body></html>") + (enc.flush() if gz else b""))
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    proxy = await proxy_factory({"upstreams": [await upstream_factory(app)], "beacon.enabled": True})
+    async with aiohttp.ClientSession(auto_decompress=False) as client:
+        for enc in ("identity", "gzip"):
+            release.clear()
+            async with client.get(f"http://127.0.0.1:{proxy.port}/slow?enc={enc}", headers=NAV) as resp:
+                try:
+                    first = await asyncio.wait_for(resp.content.readany(), 5)
+                finally:
+                    release.set()  # never leave the upstream handler waiting
+                head = zlib.decompressobj(31).decompress(first) if enc == "gzip" else first
+                assert head.startswith(b"<!doctype html><html><head><script src=") and b"late" not in head
+                rest = first + await resp.read()
+            body = gzip.decompress(rest) if enc == "gzip" else rest
+            assert body.endswith(b"</head><body>late</body></html>")
