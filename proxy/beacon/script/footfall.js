@@ -74,7 +74,8 @@ function start(pageId) {
     depth = Math.max(depth, Math.min(100, d));
   }
   function endPage() {
-    if (last) active();
+    // The stretch since the last interaction counts up to now (the page may already be hidden).
+    if (last) engaged += Math.min(performance.now() - last, IDLE);
     last = 0;
     if (engaged > 0 || depth > 0) {
       push({ kind: "engagement", engaged_ms: Math.round(engaged), scroll_depth: depth });
