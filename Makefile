@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo run test lint typecheck check bench update-data clean
+.PHONY: venv demo run test lint typecheck check sysdeps bench update-data clean
 
 # One stamp per set of extras installed into .venv: a venv made by the README's
 # first command (`pip install -e .`, no dev tools) gets the dev extras the first
@@ -43,7 +43,10 @@ typecheck: $(DEV)
 test-pyparser: venv       ## the protocol tests again on aiohttp's pure-Python HTTP parser (parser parity)
 	AIOHTTP_NO_EXTENSIONS=1 $(BIN)/pytest -q tests/proxy/edge
 
-check: lint typecheck test test-pyparser
+sysdeps:                  ## Debian packages the tests drive for real (chromium, promtool, redis-server >= 7)
+	bash tests/system-deps.sh
+
+check: sysdeps lint typecheck test test-pyparser
 
 bench: $(DEV)             ## the hot-path benchmark (load_tests/README.md); BENCH_ARGS=--quick for a smoke run
 	$(BIN)/python load_tests/bench.py $(BENCH_ARGS)

@@ -15,6 +15,8 @@ top-N :class:`proxy.metrics.LabelLimiter` that folds the rest into ``other``):
 - ``footfall_site_response_bytes_total`` {site, kind}
 - ``footfall_site_errors_total`` {site, error}
 - ``footfall_site_apdex`` gauge {site, route}: over the last ``apdex_window_seconds``
+- Web Vitals and beacon events (``via: beacon``): see :mod:`collectors.vitals`;
+  those events are not requests and count in none of the metrics above.
 
 ``kind`` is ``pageview``, ``asset`` (images, CSS, JS, fonts, media) or ``api``
 (anything else), so page latency is never averaged with asset latency.
@@ -37,6 +39,7 @@ from prometheus_client.registry import Collector
 
 from collectors.events import Event
 from collectors.settings import CollectorSettings
+from collectors.vitals import VitalsMetrics
 from proxy.metrics import LATENCY_BUCKETS, LabelLimiter, status_class
 
 DEDUPE_IDS = 200_000
@@ -105,6 +108,7 @@ class PerformanceSink(Collector):
         # (site, route) → slot → [satisfied, tolerating, total]
         self.apdex_slots: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self.vitals = VitalsMetrics()
 
     def register(self, registry: CollectorRegistry) -> PerformanceSink:
         registry.register(self)
@@ -129,6 +133,9 @@ class PerformanceSink(Collector):
     def observe(self, e: Event) -> None:
         """Account one event (pure in-memory; errors in odd fields count as absent)."""
         site = self.site_label(e["site"])
+        if e.get("via") == "beacon":
+            self.vitals.observe(e, site, self.route_label)
+            return
         route = e.get("route")
         route = self.route_label(route) if isinstance(route, str) and route else "other"
         status = e.get("status")
@@ -205,6 +212,7 @@ class PerformanceSink(Collector):
         for site, route, score in self.apdex_values():
             gauge.add_metric([site, route], score)
         yield gauge
+        yield from self.vitals.collect()
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

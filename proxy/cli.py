@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +55,10 @@ def _proxy_flags(p: argparse.ArgumentParser, upstream_required: bool) -> None:
     p.add_argument(
         "--tracking", choices=["on", "off"], help="off: forward only, no events (default on)"
     )
+    p.add_argument(
+        "--beacon", choices=["on", "off"],
+        help="the first-party script and endpoint (default off; on in demo)",
+    )  # fmt: skip
     _common(p)
 
 
@@ -113,10 +118,13 @@ def load_settings(args: argparse.Namespace) -> Settings:
         "admin_listen": getattr(args, "admin_listen", None),
         "workers": getattr(args, "workers", None),
         "tracking": getattr(args, "tracking", None),
+        "beacon.enabled": getattr(args, "beacon", None),
         "redis.url": args.redis_url,
         "data_dir": args.data_dir,
         "analytics.store_url": getattr(args, "store_url", None),
     }
+    if args.command == "demo" and overrides["beacon.enabled"] is None and not os.environ.get("FOOTFALL_BEACON"):
+        overrides["beacon.enabled"] = "on"  # the demo shows everything; still --beacon off to opt out
     return settings_mod.load(args.config, overrides)
 
 

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.beacon.settings import BeaconSettings
+from proxy.beacon.settings import check as _check_beacon
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -165,6 +168,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    beacon: BeaconSettings = field(default_factory=BeaconSettings)
     collectors: Mapping[str, Any] = field(default_factory=dict)  # validated by collectors
     analytics: Mapping[str, Any] = field(default_factory=dict)  # the event store; validated by collectors
 
@@ -188,6 +192,7 @@ ENV_KEYS: dict[str, str] = {
     "FOOTFALL_STORE_TTL_DAYS": "analytics.ttl_days",
     "FOOTFALL_STORE_MAX_THREADS": "analytics.max_threads",
     "FOOTFALL_STORE_MAX_MEMORY_USAGE": "analytics.max_memory_usage",
+    "FOOTFALL_BEACON": "beacon.enabled",
 }
 
 
@@ -381,6 +386,7 @@ _SECTIONS: dict[str, type] = {
     "identity": IdentitySettings,
     "privacy": PrivacySettings,
     "enrichment": EnrichmentSettings,
+    "beacon": BeaconSettings,
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -514,5 +520,6 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
     for i, path in enumerate(s.enrichment.honeypot_paths):
         if not path.startswith("/"):
             errors.append(f"enrichment.honeypot_paths[{i}]: must be a path starting with '/', not {path!r}")
+    _check_beacon(s.beacon, errors)
     if s.enrichment.geoip_database and not Path(s.enrichment.geoip_database).is_file():
         errors.append(f"enrichment.geoip_database: no such file: {s.enrichment.geoip_database!r}")

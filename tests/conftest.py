@@ -148,3 +148,8 @@ def store_factory(chdb_engines: tuple[ChdbEngine, ChdbEngine]) -> Iterator[Calla
 def store(store_factory: Callable[..., Store]) -> Store:
     """A store on a fresh database; the loader flushes partial batches after 0.1 s."""
     return store_factory(flush_seconds=0.1, batch_size=1000)
+
+
+# --- real headless Chromium (tests/browser.py) ---------------------------------------
+
+from tests.browser import browser, browser_context, chromium  # noqa: E402, F401

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, ClientSession, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -41,6 +41,9 @@ from proxy.metrics import ProxyMetrics
 from proxy.settings import Settings
 from proxy.tracking.event import Exchange
 from proxy.tracking.identity import CookieIdentity, consent_denied
+
+if TYPE_CHECKING:
+    from proxy.beacon.service import Beacon
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,9 @@ class Forwarder:
         metrics: ProxyMetrics,
         sink: Callable[[Exchange], None] | None,
         watchdog: Watchdog,
+        beacon: Beacon | None = None,
     ) -> None:
+        self._beacon = beacon  # None: beacon off for every site
         self._pool = pool
         self._session = session
         self._watchdog = watchdog
@@ -188,6 +193,9 @@ class Forwarder:
         scheme = request.scheme
         if peer_trusted:
             scheme = headers.get("X-Forwarded-Proto", scheme).partition(",")[0].strip() or scheme
+        beacon = self._beacon
+        if beacon is not None and raw_path.startswith(beacon.prefix) and beacon.on_for(site):
+            return await beacon.endpoint.handle(request, site, ip, peer_trusted, scheme)  # never forwarded
         trace_id, trace_header = traceparent(headers.get("traceparent"))
         up_headers = upstream_request_headers(
             headers, peer_ip=peer_ip, scheme=scheme, host=headers.get("Host", ""), traceparent=trace_header
@@ -202,6 +210,7 @@ class Forwarder:
         response: web.StreamResponse
         pageview = False
         identity = None
+        transform = None  # the beacon's body transform, when this page gets the script
         watch = self._watchdog.watch()
         origin = self._origins[upstream.url]
         if "Host" not in up_headers:  # HTTP/1.0 clients may omit it; the upstream needs one
@@ -234,6 +243,10 @@ class Forwarder:
                     headers=out_headers,
                     coalesce=upstream_response.body_ready,
                 )
+                if beacon is not None:
+                    transform = beacon.injector.choose(
+                        site, method, headers, status, response.headers, t0, upstream_ms
+                    )
                 if self._sink is not None:
                     # The media type by hand: aiohttp's content_type parses parameters too.
                     ctype = response.headers.get("Content-Type")
@@ -246,11 +259,22 @@ class Forwarder:
                 try:
                     await response.prepare(request)
                     now = self._watchdog.now
+                    held = b""  # transformed bytes not yet written
                     while chunk := await upstream_response.read():
                         watch.since = now()
+                        if transform is not None:
+                            held += transform.feed(chunk)
+                            # More body already in hand: write once, with it (and the end of the
+                            # body, often); a write per piece costs a syscall each.
+                            if not held or (upstream_response.body_ready and len(held) < CHUNK):
+                                continue
+                            chunk, held = held, b""
                         await response.write(chunk)
                         bytes_out += len(chunk)
-                    await response.write_eof()
+                    if transform is not None:
+                        held += transform.finish()
+                        bytes_out += len(held)
+                    await response.write_eof(held)
                 except (ConnectionResetError, ConnectionError):
                     error = "client_disconnect"
                 except BodyError:
@@ -270,6 +294,7 @@ class Forwarder:
             raise
         finally:
             self._watchdog.unwatch(watch)
+            page_id = None if transform is None or beacon is None else beacon.injector.done(transform)
             if self._sink is not None:
                 self._sink(
                     Exchange(
@@ -281,7 +306,7 @@ class Forwarder:
                         identity.new_visitor if identity else False,
                         identity.new_session if identity else False,
                         identity.consent if identity else self._consent(headers),
-                        trace_id, error,
+                        trace_id, error, page_id,
                     )
                 )  # fmt: skip
 

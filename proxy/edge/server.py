@@ -164,7 +164,10 @@ class ProxyWorker:
             body_min_rate=limits.client_body_min_rate_bytes,
             in_flight_gauge=self.metrics.in_flight,
         )
-        forwarder = Forwarder(s, self._pool, self._session, self.metrics, sink, watchdog)
+        from proxy.beacon.service import make_beacon
+
+        beacon = make_beacon(s, self.metrics.registry, sink)
+        forwarder = Forwarder(s, self._pool, self._session, self.metrics, sink, watchdog, beacon)
         self._server = GuardedServer(
             forwarder,
             max_header_bytes=limits.max_header_bytes,

@@ -83,6 +83,12 @@ class Exchange:
     consent: str  # "granted" | "denied"
     trace_id: str
     error: str | None
+    # The pageview's id, minted on the hot path when the beacon's tag names it
+    # (proxy.beacon): the event's own ``id`` and ``page_id``.
+    page_id: str | None = None
+    # Fields of an event the first-party script sent (proxy.beacon.endpoint): they
+    # replace the built ones (kind, via, page_id, vitals, ...).
+    extra: dict[str, Any] | None = None
 
 
 class EventBuilder:
@@ -133,7 +139,7 @@ class EventBuilder:
             ip = self._anonymize(ip)
         event: dict[str, Any] = {
             "v": SCHEMA_VERSION,
-            "id": new_event_id(),
+            "id": ex.page_id or new_event_id(),
             "ts": ex.ts,
             "kind": "pageview" if ex.pageview else "request",
             "site": site,
@@ -154,12 +160,16 @@ class EventBuilder:
             "trace_id": ex.trace_id,
             "error": ex.error,
             "consent": ex.consent,
+            "page_id": ex.page_id,
+            "via": "proxy",
         }
         event.update(enriched)
         if self._scorer is not None:
             bot_score = self._scorer.observe(ex, path, enriched["ua"])
             if bot_score is not None:
                 event["bot_score"] = bot_score
+        if ex.extra is not None:
+            event.update(ex.extra)
         return event
 
     def _anonymize(self, ip: str) -> str | None:

@@ -101,6 +101,8 @@ class EventPipeline:
             ex.new_session = ident.new_session
 
     def _observe(self, event: dict[str, Any], counts: dict[tuple[Any, Any], list[int]]) -> None:
+        if event["via"] != "proxy":
+            return  # sent by the first-party script: no response to time
         status = event["status"]
         key = (event["site"], event["route"], event["method"], status)
         children = self._children.get(key)

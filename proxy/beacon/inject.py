@@ -1,0 +1,119 @@
+"""The body transform that puts the beacon's tag into one HTML response. Pure.
+
+``feed(chunk) -> bytes`` for every body chunk as it arrives, then ``finish() ->
+bytes`` once: the caller writes whatever comes back (it may be empty).
+
+While the insertion point is not found, decoded bytes are held, at most
+``max_scan`` of them (and the raw chunks they came from). Once found, the held
+prefix goes out with the tag in it and the rest streams: an identity body is
+passed through chunk for chunk, an encoded one is decoded and re-encoded chunk for
+chunk. When no insertion point turns up within ``max_scan`` bytes, or before the
+end, or the body does not decode, the held raw chunks go out untouched and the
+rest is passed through: the client gets the upstream's bytes exactly, and
+:attr:`Injection.skipped` names why (``no_insertion_point``, ``decode_error``).
+A body that stops decoding after the tag went out is cut short (its upstream bytes
+were broken anyway): ``skipped`` is then ``decode_error`` too.
+"""
+
+from __future__ import annotations
+
+from proxy.beacon.codecs import DecodeError, Decoder, Encoder, codec
+from proxy.beacon.scan import Scan, scan
+
+
+class Injection:
+    """One response's transform; ``coding`` is ``""`` for an identity body."""
+
+    __slots__ = ("_buf", "_dec", "_enc", "_held", "_max", "_pos", "_state", "_tag", "page_id", "skipped")
+
+    def __init__(self, tag: bytes, coding: str = "", max_scan: int = 64 * 1024, page_id: str = "") -> None:
+        self.page_id = page_id  # the pageview's event id, named in the tag and Server-Timing
+        self._tag = tag
+        self._max = max_scan
+        self._dec: Decoder | None = None
+        self._enc: Encoder | None = None
+        if coding:
+            self._dec, self._enc = codec(coding)
+        self._buf = bytearray()  # decoded bytes held while scanning
+        self._held: list[bytes] = []  # the raw chunks they came from (encoded bodies)
+        self._pos = 0  # where the scan resumes in _buf
+        self._state = "scan"  # scan → inject (tag placed) | raw (gave up) | dead (broken body)
+        self.skipped: str | None = None
+
+    @property
+    def injected(self) -> bool:
+        return self._state == "inject"
+
+    def feed(self, chunk: bytes) -> bytes:
+        state = self._state
+        if state == "raw":
+            return chunk
+        if state == "dead":
+            return b""
+        dec = self._dec
+        if dec is None:  # identity
+            if state == "inject":
+                return chunk
+            self._buf += chunk
+            return self._look()
+        try:
+            pieces = list(dec.decode(chunk))
+        except DecodeError:
+            return self._broken(chunk)
+        if state == "inject":
+            assert self._enc is not None
+            return self._enc.encode(b"".join(pieces))
+        self._held.append(chunk)
+        for piece in pieces:
+            self._buf += piece
+        return self._look()
+
+    def finish(self) -> bytes:
+        state = self._state
+        if state in ("raw", "dead"):
+            return b""
+        dec, enc = self._dec, self._enc
+        if dec is None:
+            if state == "inject":
+                return b""
+            return self._give_up("no_insertion_point")
+        assert enc is not None
+        try:
+            rest = b"".join(dec.flush())
+        except DecodeError:
+            return self._broken(b"")
+        if state == "inject":
+            return enc.encode(rest) + enc.finish() if rest else enc.finish()
+        return self._give_up("no_insertion_point")
+
+    def _look(self) -> bytes:
+        """Scan the held prefix; place the tag, give up, or keep holding."""
+        found, pos = scan(self._buf, self._pos)  # bytearray: scanned in place, not copied
+        if found is Scan.FOUND:
+            buf = self._buf
+            out = bytes(buf[:pos]) + self._tag + bytes(buf[pos:])
+            self._buf = bytearray()
+            self._held = []
+            self._state = "inject"
+            return out if self._enc is None else self._enc.encode(out)
+        self._pos = pos
+        if len(self._buf) > self._max:
+            return self._give_up("no_insertion_point")
+        return b""
+
+    def _give_up(self, reason: str) -> bytes:
+        self.skipped = reason
+        self._state = "raw"
+        out = bytes(self._buf) if self._dec is None else b"".join(self._held)
+        self._buf = bytearray()
+        self._held = []
+        return out
+
+    def _broken(self, chunk: bytes) -> bytes:
+        if self._state == "scan":
+            self._held.append(chunk)
+            return self._give_up("decode_error")
+        self.skipped = "decode_error"
+        self._state = "dead"
+        assert self._enc is not None
+        return self._enc.finish()

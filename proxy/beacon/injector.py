@@ -1,0 +1,117 @@
+"""Which responses get the beacon's script, and the header edits that come with it.
+
+:meth:`Injector.choose` runs once per response on the hot path, before the head is
+sent, and returns ``None`` (relay as is) or an :class:`~proxy.beacon.inject.Injection`
+to run every body chunk through. Only ``GET`` responses served as ``text/html`` are
+considered; among those, every one not given the script is counted in
+``footfall_beacon_skipped_total`` by reason:
+
+``site_off`` (beacon off for this site), ``status`` (not 200: 206, 304, errors),
+``not_navigation`` (not a document navigation: fetch/XHR, iframes),
+``no_transform`` (``Cache-Control: no-transform``), ``attachment``
+(``Content-Disposition: attachment``), ``encoding`` (a content coding that cannot be
+decoded, or several), ``csp`` (the site's policy would block the script or its
+endpoint), and, counted when the body ends, ``no_insertion_point`` and
+``decode_error`` (see :mod:`proxy.beacon.inject`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from multidict import CIMultiDict
+
+from proxy.beacon import csp
+from proxy.beacon.codecs import CODINGS
+from proxy.beacon.inject import Injection
+from proxy.beacon.metrics import BeaconMetrics
+from proxy.beacon.settings import BeaconSettings
+from proxy.edge.headers import is_pageview
+from proxy.tracking.event import new_event_id
+
+# A modified representation: its length, digests and byte ranges no longer hold.
+_STALE = ("Content-Length", "Content-MD5", "Content-Digest", "Repr-Digest", "Digest", "Accept-Ranges")
+
+
+class Injector:
+    def __init__(self, settings: BeaconSettings, script_url: str, metrics: BeaconMetrics) -> None:
+        self._settings = settings
+        self._src = script_url.encode()
+        self._metrics = metrics
+        self._max_scan = settings.max_scan_bytes
+        self._skip = metrics.skip
+
+    def choose(
+        self,
+        site: str,
+        method: str,
+        request_headers: Any,
+        status: int,
+        headers: CIMultiDict[str],
+        t0: float,
+        upstream_ms: float | None,
+    ) -> Injection | None:
+        """The transform for this response, editing ``headers`` (the response's, not
+        yet sent) to match; None to relay it unchanged. ``t0`` is when the request
+        came in (``perf_counter``), for the proxy's share in ``Server-Timing``."""
+        ctype = headers.get("Content-Type")
+        if ctype is None or method != "GET" or ctype[:9].lower() != "text/html":
+            return None
+        reason = self._refuse(site, request_headers, status, headers)
+        if reason is not None:
+            self._skip[reason].inc()
+            return None
+        verdict = csp.verdict(headers.getall("Content-Security-Policy", ()))
+        if not verdict.allowed:
+            self._skip["csp"].inc()
+            return None
+        page_id = new_event_id()
+        coding = headers.get("Content-Encoding", "").strip().lower()
+        if coding == "identity":
+            coding = ""
+        nonce = f' nonce="{verdict.nonce}"'.encode() if verdict.nonce else b""
+        tag = b'<script src="%s" defer data-ff-page="%s"%s></script>' % (self._src, page_id.encode(), nonce)
+        for name in _STALE:
+            headers.popall(name, None)
+        etag = headers.get("ETag")
+        if etag is not None and not etag.startswith("W/"):
+            headers["ETag"] = "W/" + etag
+        proxy_ms = (time.perf_counter() - t0) * 1000.0 - (upstream_ms or 0.0)
+        timing = f'ff;desc="{page_id}", ff-proxy;dur={max(proxy_ms, 0.0):.1f}'
+        if upstream_ms is not None:
+            timing += f", ff-origin;dur={upstream_ms:.1f}"
+        headers.add("Server-Timing", timing)
+        return Injection(tag, coding, self._max_scan, page_id)
+
+    def _refuse(self, site: str, request_headers: Any, status: int, headers: CIMultiDict[str]) -> str | None:
+        if not self._settings.on_for(site):
+            return "site_off"
+        if status != 200:
+            return "status"
+        if not is_pageview("GET", request_headers, status, "text/html"):
+            return "not_navigation"
+        cache = headers.get("Cache-Control")
+        if cache is not None and "no-transform" in cache.lower():
+            return "no_transform"
+        disposition = headers.get("Content-Disposition")
+        if disposition is not None and disposition.strip()[:10].lower() == "attachment":
+            return "attachment"
+        coding = headers.get("Content-Encoding")
+        if coding is not None:
+            coding = coding.strip().lower()
+            if coding not in CODINGS and coding not in ("", "identity"):
+                return "encoding"
+        if "Content-Range" in headers:
+            return "status"
+        return None
+
+    def done(self, injection: Injection) -> str | None:
+        """Count how one response ended; the page id when the tag went out."""
+        if injection.skipped is not None:
+            self._skip[injection.skipped].inc()
+            return None
+        if injection.injected:
+            self._metrics.injected.inc()
+            return injection.page_id
+        return None

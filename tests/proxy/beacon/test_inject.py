@@ -1,0 +1,186 @@
+"""The body transform, with documents split at every offset, plain and encoded."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import zlib
+
+import brotli
+import pytest
+
+from proxy.beacon.codecs import CODINGS
+from proxy.beacon.inject import Injection
+from proxy.beacon.scan import Scan, scan
+
+TAG = b'<script src="/_ff/v.js" defer></script>'
+
+# (document, the expected output): T marks where the tag goes.
+DOCS = [
+    (b"<!doctype html><html><head><title>x</title></head><body>hi</body></html>",
+     b"<!doctype html><html><head>T<title>x</title></head><body>hi</body></html>"),
+    (b'<!DOCTYPE html>\n<HTML lang="en"><HEAD data-x="a>b" id=h>\n<meta charset=utf-8>',
+     b'<!DOCTYPE html>\n<HTML lang="en"><HEAD data-x="a>b" id=h>T\n<meta charset=utf-8>'),
+    # </head> inside an inline script string, before the real one: the opening tag decides
+    (b"<html><head><script>var s='</head><body>';</script></head><body>x</body></html>",
+     b"<html><head>T<script>var s='</head><body>';</script></head><body>x</body></html>"),
+    # no <head>: after <body ...>
+    (b"<!doctype html><html><body class=a><p>x</p></body></html>",
+     b"<!doctype html><html><body class=a>T<p>x</p></body></html>"),
+    # no <head>, no <body>: before the first element, after the doctype and comments
+    (b"<!doctype html><!-- <head> in a comment --><title>t</title><p>x",
+     b"<!doctype html><!-- <head> in a comment -->T<title>t</title><p>x"),
+    (b"<?xml version='1.0'?><header>not a head</header>",
+     b"<?xml version='1.0'?>T<header>not a head</header>"),
+    (b"a < b and c <3 <head>", b"a < b and c <3 <head>T"),
+    ("<!doctype html><head><title>é ü 😀</title>".encode(), "<!doctype html><head>T<title>é ü 😀</title>".encode()),
+]  # fmt: skip
+NO_POINT = [b"just text, no tags at all", b"<!doctype html><!-- never closed", b"<html", b""]
+
+
+def encode(coding: str, body: bytes) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(body)
+    if coding == "deflate":
+        return zlib.compress(body)
+    if coding == "br":
+        return brotli.compress(body)
+    if coding == "zstd":
+        from backports import zstd
+
+        return bytes(zstd.compress(body))
+    return body
+
+
+def decode(coding: str, body: bytes) -> bytes:
+    if coding == "gzip":
+        return gzip.decompress(body)
+    if coding == "deflate":
+        return zlib.decompress(body)
+    if coding == "br":
+        return bytes(brotli.decompress(body))
+    if coding == "zstd":
+        from backports import zstd
+
+        return bytes(zstd.decompress(body))
+    return body
+
+
+def run(chunks: list[bytes], coding: str = "", max_scan: int = 64 * 1024) -> tuple[bytes, Injection]:
+    inj = Injection(TAG, coding, max_scan)
+    out = b"".join(inj.feed(c) for c in chunks) + inj.finish()
+    return out, inj
+
+
+def splits(data: bytes) -> list[list[bytes]]:
+    """Every way to cut ``data`` in two, plus one byte at a time."""
+    return [[data[:i], data[i:]] for i in range(len(data) + 1)] + [[data[i : i + 1] for i in range(len(data))]]
+
+
+@pytest.mark.parametrize(("doc", "want"), DOCS)
+def test_identity_body_split_everywhere(doc: bytes, want: bytes) -> None:
+    expected = _expected(doc, want)
+    for chunks in splits(doc):
+        out, inj = run(chunks)
+        assert out == expected, chunks
+        assert inj.injected and inj.skipped is None
+
+
+def _expected(doc: bytes, want: bytes) -> bytes:
+    i = next(i for i in range(len(want)) if i >= len(doc) or want[i] != doc[i])
+    assert want[i : i + 1] == b"T" and want[i + 1 :] == doc[i:]
+    return doc[:i] + TAG + doc[i:]
+
+
+@pytest.mark.parametrize("coding", sorted(CODINGS - {"x-gzip"}))
+@pytest.mark.parametrize(("doc", "want"), DOCS[:4])
+def test_encoded_body_split_everywhere(coding: str, doc: bytes, want: bytes) -> None:
+    body = encode(coding, doc)
+    expected = _expected(doc, want)
+    for chunks in splits(body):
+        out, inj = run(chunks, coding)
+        assert decode(coding, out) == expected, (coding, chunks)
+        assert inj.injected
+
+
+@pytest.mark.parametrize("coding", ["", "gzip", "br"])
+@pytest.mark.parametrize("doc", NO_POINT)
+def test_no_insertion_point_passes_the_bytes_through(coding: str, doc: bytes) -> None:
+    body = encode(coding, doc)
+    for chunks in splits(body):
+        out, inj = run(chunks, coding)
+        assert out == body
+        assert inj.skipped == "no_insertion_point" and not inj.injected
+
+
+@pytest.mark.parametrize("coding", ["", "gzip", "br"])
+def test_gives_up_after_max_scan_and_streams_the_rest_unchanged(coding: str) -> None:
+    doc = b"<!-- " + random.Random(1).randbytes(2500).hex().encode() + b" --><head><p>after"  # compresses poorly
+    body = encode(coding, doc)
+    pieces = [body[i : i + 100] for i in range(0, len(body), 100)]
+    out, inj = run(pieces, coding, max_scan=1000)
+    assert out == body
+    assert inj.skipped == "no_insertion_point"
+    out, inj = run(pieces, coding, max_scan=10_000)
+    assert decode(coding, out) == doc.replace(b"<head>", b"<head>" + TAG)
+
+
+def test_large_encoded_body_streams_per_chunk() -> None:
+    """After the tag, every chunk of a gzip body yields output at once (sync flush),
+    so a streaming page is not held back."""
+    doc = b"<html><head><title>t</title></head><body>" + b"".join(b"<p>row %d</p>" % i for i in range(20000))
+    body = gzip.compress(doc)
+    inj = Injection(TAG, "gzip")
+    outs = [inj.feed(body[i : i + 4096]) for i in range(0, len(body), 4096)]
+    outs.append(inj.finish())
+    assert all(outs[1:-1])
+    assert gzip.decompress(b"".join(outs)) == doc.replace(b"<head>", b"<head>" + TAG)
+
+
+def test_multi_member_gzip() -> None:
+    doc1, doc2 = b"<html><head><title>a</title>", b"</head><body>b</body></html>"
+    body = gzip.compress(doc1) + gzip.compress(doc2)
+    for chunks in splits(body)[:: max(1, len(body) // 40)]:
+        out, _ = run(chunks, "gzip")
+        assert gzip.decompress(out) == (doc1 + doc2).replace(b"<head>", b"<head>" + TAG)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate"])
+def test_undecodable_body_passes_through_untouched(coding: str) -> None:
+    body = b"\x1f\x8b\x08garbage that is not compressed <head>"
+    if coding == "br":
+        body = b"\xff\xff\xff\xff<head> not brotli"
+    if coding == "deflate":
+        body = b"\x78\x9c\xff\xff<head> not deflate"
+    for chunks in splits(body):
+        out, inj = run(chunks, coding)
+        assert out == body
+        assert inj.skipped == "decode_error"
+
+
+def test_broken_after_the_tag_ends_the_stream_cleanly() -> None:
+    doc = b"<html><head><title>t</title></head><body>" + random.Random(2).randbytes(3000).hex().encode()
+    good = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    start = good.compress(doc[:100]) + good.flush(zlib.Z_SYNC_FLUSH)
+    inj = Injection(TAG, "gzip")
+    out = inj.feed(start) + inj.feed(b"\xff" * 500) + inj.feed(b"more") + inj.finish()
+    assert inj.skipped == "decode_error" and not inj.injected
+    assert zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(out).startswith(b"<html><head>" + TAG)
+
+
+@pytest.mark.parametrize(
+    ("buf", "result"),
+    [
+        (b"", (Scan.MORE, 0)),
+        (b"<", (Scan.MORE, 0)),
+        (b"<!-", (Scan.MORE, 0)),
+        (b"<!doctype html><hea", (Scan.MORE, 15)),
+        (b"<!doctype html><head", (Scan.MORE, 15)),
+        (b"<!doctype html><head>", (Scan.FOUND, 21)),
+        (b"<html><head a='>'", (Scan.MORE, 6)),
+        (b"<html><meta>", (Scan.FOUND, 6)),
+        (b"text only", (Scan.MORE, 9)),
+    ],
+)
+def test_scan_table(buf: bytes, result: tuple[Scan, int]) -> None:
+    assert scan(buf) == result
