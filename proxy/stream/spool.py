@@ -66,6 +66,7 @@ class Spool:
         self._reader_seg: int | None = None
         self._torn_seen: set[int] = set()
         self._full = False  # an append hit max_bytes; cleared when replay frees room
+        self._largest = 0  # longest record seen (written, or found at open): the room a batch needs
         # The last write or segment creation failed (disk full, I/O error, directory
         # gone); cleared by the next successful write. Logged once per episode.
         self.failing = False
@@ -97,9 +98,18 @@ class Spool:
             seg, off = min(self._sizes, default=self._next), 0
         self._read_seg, self._read_off = seg, off
         if self._sizes:
+            self._largest = self._longest_line(max(self._sizes))
             log.info("spool %s: %d bytes waiting in %d segment(s)",
                      self.directory, self.pending_bytes, len(self._sizes))  # fmt: skip
         return self
+
+    def _longest_line(self, number: int) -> int:
+        """The longest record of one segment (bounded by ``segment_bytes`` to read)."""
+        try:
+            with open(self.directory / _segment_name(number), "rb") as fh:
+                return max((len(line) for line in fh), default=0)
+        except OSError:
+            return 0
 
     def close(self) -> None:
         """fsync what was written, save the cursor, release the lock. Idempotent."""
@@ -146,12 +156,12 @@ class Spool:
 
     def writable(self) -> bool:
         """Open, with room for a batch (not refused a record for lack of room since
-        the last replay, and at least ``min(4 KiB, max_bytes / 8)`` free: a spool
-        left full by an earlier run counts as full at once), and its last write did
-        not fail."""
+        the last replay, and at least ``min(4 KiB, max_bytes / 8)`` or the longest
+        record seen free: a spool left full by an earlier run counts as full at
+        once), and its last write did not fail."""
         if self._lock_fh is None or self._full or self.failing:
             return False
-        return self.max_bytes - self.disk_bytes >= min(4096, self.max_bytes // 8)
+        return self.max_bytes - self.disk_bytes >= max(min(4096, self.max_bytes // 8), self._largest)
 
     def _write_failed(self, what: str, exc: OSError) -> None:
         if not self.failing:
@@ -204,6 +214,8 @@ class Spool:
                     break  # rotate; a single record larger than a segment gets its own
                 lines.append(p)
                 size += n
+                if n > self._largest:
+                    self._largest = n
                 i += 1
             if not lines:
                 break

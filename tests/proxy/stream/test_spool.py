@@ -150,3 +150,17 @@ def test_closed_spool_writes_nothing(tmp_path: Path) -> None:
     s.close()
     assert s.append(_payloads(2)) == 2
     assert not s.writable()
+
+
+def test_a_spool_left_full_of_large_records_is_not_writable_after_restart(tmp_path: Path) -> None:
+    """Free space under one record is no room: the longest record found at open
+    counts, so a restarted process does not report itself ready to spool."""
+    first = _open(tmp_path, max_bytes=4096, segment_bytes=1024)
+    record = b"x" * 700
+    assert first.append([record] * 10) > 0  # refused some: full
+    assert not first.writable()
+    first.close()
+    second = _open(tmp_path, max_bytes=4096, segment_bytes=1024)
+    assert 4096 - second.disk_bytes > 4096 // 8  # more free than the fixed margin ...
+    assert not second.writable()  # ... but less than one record
+    second.close()
