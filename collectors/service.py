@@ -24,6 +24,7 @@ from collectors.analytics.keys import prefix_for
 from collectors.analytics.query import Query
 from collectors.analytics.store import AnalyticsSink
 from collectors.performance import PerformanceSink
+from collectors.query import http as query_api
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
@@ -108,6 +109,7 @@ class CollectorService:
     def add_routes(self, app: web.Application) -> None:
         """The query API (``/api/v1/...``) and ``/dashboard`` on ``app``."""
         api.add_routes(app, self.query)
+        query_api.add_routes(app, lambda: getattr(self, "store", None), self.settings)  # /api/v2/*: the event store
 
 
 async def serve(

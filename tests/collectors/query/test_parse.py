@@ -90,8 +90,10 @@ def test_a_good_query_becomes_typed_data() -> None:
     )  # fmt: skip
     assert q.timezone == population.TZ
     assert q.filters == (
-        Logic("or", (Condition(Op.IS, "event:page", ("/a", "7"), True, "filters[0][1][0][2]"),
-                     Logic("not", (Condition(Op.CONTAINS, "visit:country", ("d",), False, "filters[0][1][1][1][2]"),)))),
+        Logic("or", (
+            Condition(Op.IS, "event:page", ("/a", "7"), True, "filters[0][1][0][2]"),
+            Logic("not", (Condition(Op.CONTAINS, "visit:country", ("d",), False, "filters[0][1][1][1][2]"),)),
+        )),
     )  # fmt: skip
     assert (q.limit, q.offset, q.include.comparisons) == (5, 10, "year_over_year")
     # 7d ends with today, in the site's zone (Berlin, CEST on 2026-03-29)
@@ -102,5 +104,5 @@ def test_a_good_query_becomes_typed_data() -> None:
 def test_goal_filters_need_goals() -> None:
     from collectors.settings import CollectorSettings
 
-    with pytest.raises(QueryError, match="^filters: no goals"):
+    with pytest.raises(QueryError, match=r"^filters: no goals"):
         parse({**GOOD, "filters": [["is", "event:goal", ["x"]]]}, CollectorSettings(), NOW)

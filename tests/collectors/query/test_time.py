@@ -88,7 +88,6 @@ def test_hour_buckets_match_the_oracle_across_dst(world: tuple[TestStore, Oracle
 
 
 def test_previous_period_comparison(world: tuple[TestStore, Oracle]) -> None:
-    store, oracle = world
     body = {"metrics": ["visitors", "pageviews", "bounce_rate"], "date_range": ["2026-03-29", "2026-03-31"]}
     got = _run(world, {**body, "include": {"comparisons": {"mode": "previous_period"}}})
     assert got["meta"]["comparison_date_range"] == ["2026-03-26T00:00:00+01:00", "2026-03-28T23:59:59+01:00"]
