@@ -30,6 +30,7 @@ from collectors.analytics.config import StoreSettings
 from collectors.analytics.loader import StoreLoader
 from collectors.analytics.store import Store, open_store_async
 from collectors.performance import PerformanceSink
+from collectors.query import http as query_api
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
@@ -161,8 +162,9 @@ class CollectorService:
         return f"not ready ({why or 'not running'})"
 
     def add_routes(self, app: web.Application) -> None:
-        """The ``/api/v2/*`` routes on ``app`` (they reach the store through this service)."""
+        """The ``/api/v2/*`` routes on ``app``: the query API and export, on the event store."""
         api.add_routes(app, self)
+        query_api.add_routes(app, lambda: self.store, self.settings)
 
 
 async def serve(

@@ -130,10 +130,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 def _check_collectors(settings: Settings) -> None:
     from collectors.analytics import config
-    from collectors.settings import parse
+    from collectors.settings import from_settings
 
     errors: list[str] = []
-    parse(settings.collectors, errors)
+    from_settings(settings, errors)
     config.parse(settings.analytics, errors)
     if errors:
         raise ConfigError(errors)
@@ -200,7 +200,7 @@ def _store_busy(exc: Exception) -> int:
 
 def _collect(settings: Settings, args: argparse.Namespace) -> int:
     from collectors.service import serve
-    from collectors.settings import parse
+    from collectors.settings import from_settings
     from collectors.transfer import store_settings
     from proxy.runner import install_uvloop, resolve_redis
 
@@ -210,7 +210,7 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
         _config_error(ConfigError(errors))
         return EXIT_CONFIG
     which = frozenset({"analytics", "performance"}) if args.which == "all" else frozenset({args.which})
-    csettings = parse(settings.collectors, [])
+    csettings = from_settings(settings, [])
     store = store_settings(settings.analytics)
     install_uvloop()
     redis_url, embedded = resolve_redis(settings)

@@ -157,10 +157,10 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
         return None
     from collectors.analytics import config
     from collectors.service import CollectorService
-    from collectors.settings import parse
+    from collectors.settings import from_settings
 
     errors: list[str] = []
-    csettings = parse(settings.collectors, errors)
+    csettings = from_settings(settings, errors)
     service = CollectorService(
         redis_url, settings.redis.stream_key, csettings, plan.collectors, consumer=f"run-{os.getpid()}",
         shard_keys=settings.redis.shard_keys,

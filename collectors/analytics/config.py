@@ -61,7 +61,15 @@ class StoreSettings:
 
     def engine_settings(self) -> dict[str, int]:
         """Per-query caps sent with every query (chDB) or set on the client (server)."""
-        return {"max_threads": self.max_threads, "max_memory_usage": self.max_memory_usage}
+        # Aggregations and sorts past half the cap spill to disk instead of failing the
+        # query (exact sessions over a month group ~1 M keys).
+        spill = self.max_memory_usage // 2
+        return {
+            "max_threads": self.max_threads,
+            "max_memory_usage": self.max_memory_usage,
+            "max_bytes_before_external_group_by": spill,
+            "max_bytes_before_external_sort": spill,
+        }
 
 
 def parse_store_url(url: str) -> ServerUrl:
@@ -91,6 +99,7 @@ def parse_store_url(url: str) -> ServerUrl:
     )
 
 
+MAX_TTL_DAYS = 29_000
 _INTS = {"ttl_days": 1, "max_threads": 1, "max_memory_usage": 64 << 20, "batch_size": 1000}
 
 
@@ -116,6 +125,9 @@ def parse(raw: Mapping[str, Any], errors: list[str]) -> StoreSettings:
             number = _int(value)
             if number is None or number < _INTS[key]:
                 errors.append(f"{path}: must be an integer of at least {_INTS[key]}, not {value!r}")
+            elif key == "ttl_days" and number > MAX_TTL_DAYS:
+                # ts + TTL must stay inside ClickHouse's DateTime (year 2106), or rows are deleted at once
+                errors.append(f"{path}: at most {MAX_TTL_DAYS} (about 80 years), not {number}")
             else:
                 values[key] = number
         elif key == "flush_seconds":

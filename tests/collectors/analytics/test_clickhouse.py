@@ -23,7 +23,8 @@ def test_client_settings_from_the_url_and_caps() -> None:
     assert kwargs == {
         "host": "ch.example", "port": 9443, "username": "ana", "password": "s:cret",
         "interface": "https", "secure": True,
-        "settings": {"max_threads": 3, "max_memory_usage": 1 << 30},
+        "settings": {"max_threads": 3, "max_memory_usage": 1 << 30,
+                     "max_bytes_before_external_group_by": 1 << 29, "max_bytes_before_external_sort": 1 << 29},
         "autogenerate_session_id": False,  # the loader and the API share the client from two threads
         "connect_timeout": 10, "send_receive_timeout": 300, "compress": False,
     }  # fmt: skip

@@ -47,6 +47,7 @@ def test_bad_store_urls(url: str, message: str) -> None:
         ({}, []),
         ({"ttl_days": 30, "max_threads": "4", "batch_size": 1000, "flush_seconds": 0.5}, []),
         ({"ttl_days": 0}, ["analytics.ttl_days: must be an integer of at least 1, not 0"]),
+        ({"ttl_days": 36500}, ["analytics.ttl_days: at most 29000 (about 80 years), not 36500"]),
         ({"batch_size": 10}, ["analytics.batch_size: must be an integer of at least 1000, not 10"]),
         ({"max_memory_usage": True}, ["analytics.max_memory_usage: must be an integer of at least 67108864, not True"]),
         ({"flush_seconds": "soon"}, ["analytics.flush_seconds: must be a number of seconds in (0, 60], not 'soon'"]),
@@ -68,7 +69,12 @@ def test_defaults_keep_raw_events_two_years_and_cap_the_engine() -> None:
     s = parse({}, [])
     assert s == StoreSettings()
     assert (s.ttl_days, s.batch_size, s.flush_seconds, s.database, s.server) == (730, 5000, 1.0, "footfall", None)
-    assert s.engine_settings() == {"max_threads": 2, "max_memory_usage": 1 << 30}
+    assert s.engine_settings() == {
+        "max_threads": 2,
+        "max_memory_usage": 1 << 30,
+        "max_bytes_before_external_group_by": 1 << 29,
+        "max_bytes_before_external_sort": 1 << 29,
+    }
 
 
 def test_flag_over_env_over_file(tmp_path: Path) -> None:
