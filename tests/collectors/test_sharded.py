@@ -385,3 +385,43 @@ async def test_footfall_collect_performance_reads_every_shard(cluster: Cluster, 
             assert await processed() == 300
     finally:
         await stop(proc)
+
+
+async def test_two_loaders_on_a_sharded_stream_store_every_event_once(
+    cluster: Cluster, client: Any, store: Any
+) -> None:
+    """The analytics loader on 3 shards, two consumers sharing them by lease, one store:
+    each event id stored once, and a replay of one shard's entries adds nothing."""
+    from collectors.analytics.loader import StoreLoader
+    from tests.collectors.conftest import count, rows
+
+    keys = shard_keys(STREAM, 3, cluster=True)
+    settings = CollectorSettings(batch_size=200, block_ms=100)
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    loaders = [
+        ShardedConsumer(client, STREAM, keys, StoreLoader(client, STREAM, store), settings, name,
+                        RuntimeMetrics(registry), lease_ttl_ms=1500)  # fmt: skip
+        for name, registry in zip(("l1", "l2"), registries, strict=True)
+    ]
+
+    def duplicates() -> float:
+        name = "footfall_collector_events_duplicate_total"
+        return sum(r.get_sample_value(name, {"group": "analytics"}) or 0.0 for r in registries)
+
+    for c in loaders:
+        await c.ensure_group()
+    tasks = [asyncio.ensure_future(c.run()) for c in loaders]
+    try:
+        import time
+
+        base = time.time() - 60
+        sent = [event(ts=base + i * 0.001, visitor=f"v{i % 97}", session=f"s{i % 97}") for i in range(1500)]
+        await _publish(cluster.url, keys, sent)
+        await _publish(cluster.url, keys, sent[:300])  # the same events again: a replay
+        await _until(lambda: count(store) >= len(sent) and duplicates() >= 300, timeout=30)
+    finally:
+        for c in loaders:
+            c.stop()
+        await asyncio.gather(*tasks)
+    assert count(store) == rows(store) == len(sent)
+    assert duplicates() == 300  # the replay reached the loaders and stored nothing
