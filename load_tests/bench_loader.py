@@ -139,8 +139,10 @@ async def child(redis_url: str, data_dir: str, n: int, every: float) -> dict[str
     querier.start()
     await service.start()
     while True:
+        # The service creates its group in the consumer task (start() does not wait on
+        # Redis): no group yet is not "drained".
         infos = await redis.xinfo_groups(STREAM)
-        if all(i["pending"] == 0 and i["last-delivered-id"] == last for i in infos):
+        if infos and all(i["pending"] == 0 and i["last-delivered-id"] == last for i in infos):
             break
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -212,7 +214,10 @@ def run_store(events: list[bytes], every: float) -> dict[str, Any]:
             server.kill()
     if out.returncode != 0:
         raise RuntimeError(f"store run failed: {out.stderr.decode()[-3000:]}")
-    return dict(json.loads(out.stdout.decode().strip().splitlines()[-1]))
+    result = dict(json.loads(out.stdout.decode().strip().splitlines()[-1]))
+    if result["stored"] != len(events):
+        raise RuntimeError(f"store run stored {result['stored']} of {len(events)} events")
+    return result
 
 
 def run_redis(checkout: Path, n: int) -> dict[str, Any]:
