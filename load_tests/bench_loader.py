@@ -3,8 +3,10 @@
 Per round, interleaved:
 
 - **store**: a private redis-server (the embedded binary) on a free port gets N
-  realistic events (uuid7-like ids, random trace ids, 5,000 visitors, 40 pages,
-  campaigns, bots), then a child process (``--child``) opens the embedded store
+  realistic events (uuid7-like ids; trace ids: the event's own id, as the
+  proxy mints for a request without traceparent, except 1 in ``--traced`` (10)
+  with a caller's random trace id; 5,000 visitors, 40 pages, campaigns, bots),
+  then a child process (``--child``) opens the embedded store
   (defaults: ``max_threads`` 2, ``max_memory_usage`` 1 GiB) and runs the real
   CollectorService loader until the stream is drained, while one of its threads
   runs dashboard-like aggregate SELECTs on the same store (a refresh of four
@@ -18,7 +20,7 @@ Per round, interleaved:
   round, for the ratio.
 
     .venv/bin/python load_tests/bench_loader.py [--events 200000] [--rounds 2]
-        [--old-checkout /tmp/footfall-old] [--old-events 50000]
+        [--old-checkout /tmp/footfall-old] [--old-events 50000] [--traced 10]
 
 Prints a table and writes ``load_tests/results/loader-<time>.json``.
 """
@@ -70,12 +72,12 @@ QUERIES = {
 }
 
 
-def make_events(n: int, seed: int = 7) -> list[bytes]:
+def make_events(n: int, seed: int = 7, traced: int = 10) -> list[bytes]:
     """Realistic events: what drives disk per event is the entropy of ids, trace ids, visitors."""
     rnd = random.Random(seed)
     start = time.time() - 3600
     visitors = [rnd.getrandbits(128).to_bytes(16, "big").hex() for _ in range(5000)]
-    out = []
+    out: list[dict[str, Any]] = []
     for i in range(n):
         ts = start + i * 3000 / n
         v = rnd.randrange(len(visitors))
@@ -83,7 +85,7 @@ def make_events(n: int, seed: int = 7) -> list[bytes]:
         agent = AGENTS[v % len(AGENTS)]
         pageview = i % 4 != 3
         page = f"/products/{rnd.randrange(500)}" if i % 3 else f"/p{rnd.randrange(40)}"
-        out.append(orjson.dumps({
+        out.append({
             "v": 1, "id": f"{int(ts * 1000):012x}7{rnd.getrandbits(76):019x}", "ts": round(ts, 3),
             "kind": "pageview" if pageview else "request", "site": SITE,
             "method": "GET" if i % 50 else "POST", "path": page,
@@ -101,10 +103,14 @@ def make_events(n: int, seed: int = 7) -> list[bytes]:
             "ua": {"browser": agent[0], "browser_version": "120", "os": agent[1], "device": agent[2]},
             "bot": i % 40 == 0, "bot_name": "Googlebot" if i % 40 == 0 else None, "channel": channel,
             "ip": f"203.0.{v % 250}.0", "country": ["FR", "US", "DE", "GB", "ES"][v % 5],
-            "trace_id": rnd.getrandbits(128).to_bytes(16, "big").hex(), "error": None if i % 97 else "http_5xx",
+            "trace_id": None, "error": None if i % 97 else "http_5xx",
             "consent": "granted", "page_id": None, "via": "proxy",
-        }))  # fmt: skip
-    return out
+        })  # fmt: skip
+        # Browsers send no traceparent: the proxy starts the trace, named by the event id.
+        # 1 in `traced` requests continues a caller's trace (a random id).
+        out[-1]["trace_id"] = rnd.getrandbits(128).to_bytes(16, "big").hex() if traced and i % traced == 0 \
+            else out[-1]["id"]  # fmt: skip
+    return [orjson.dumps(e) for e in out]
 
 
 # --- the child: the store process ---------------------------------------------------
@@ -242,11 +248,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--old-checkout", type=Path, help="a checkout of the Redis-aggregate collector")
     parser.add_argument("--old-events", type=int, default=50_000)
+    parser.add_argument("--traced", type=int, default=10,
+                        help="1 in TRACED events continues a caller's trace (random trace id); 0: none")  # fmt: skip
     parser.add_argument("--refresh", type=float, default=1.0,
                         help="seconds between dashboard refreshes (4 queries) during the load; 0: back to back")
     parser.add_argument("--out", type=Path, default=ROOT / "load_tests" / "results")
     args = parser.parse_args()
-    events = make_events(args.events)
+    events = make_events(args.events, traced=args.traced)
     rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
         entry: dict[str, Any] = {"store": run_store(events, args.refresh)}
@@ -259,7 +267,8 @@ def main() -> None:
     table(rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / time.strftime("loader-%Y%m%d-%H%M%S.json")
-    doc = {"events": args.events, "old_events": args.old_events, "refresh_s": args.refresh, "cpus": os.cpu_count(),
+    doc = {"events": args.events, "old_events": args.old_events, "traced": args.traced, "refresh_s": args.refresh,
+           "cpus": os.cpu_count(),
            "load_average": os.getloadavg(), "rounds": rounds}  # fmt: skip
     path.write_text(json.dumps(doc, indent=1))
     print(f"results: {path}")

@@ -35,7 +35,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from collectors.analytics import schema
-from collectors.analytics.rows import to_row
+from collectors.analytics.rows import store_trace, to_row
 from collectors.analytics.store import Store
 from collectors.events import Event
 
@@ -105,7 +105,7 @@ def insert_new(store: Store, rows: Staged) -> int:
         log.warning("loader: batch of %d not readable as is (%s); storing it field by field",
                     len(fresh), str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)  # fmt: skip
         again = existing_ids(store, rows)
-        store.writer.insert_json(store.events, [orjson.dumps(to_row(rows[eid][0])) for eid in fresh
+        store.writer.insert_json(store.events, [orjson.dumps(store_trace(to_row(rows[eid][0]))) for eid in fresh
                                                 if eid not in again])  # fmt: skip
     return len(fresh)
 

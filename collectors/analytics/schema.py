@@ -184,6 +184,7 @@ FLATTEN: dict[str, str] = {
     # from an empty object, which therefore reads as direct too (exported the same).
     "referrer_medium": "if(i.referrer.medium = '' AND i.referrer.url = '' AND i.referrer.host = '' "
                        "AND i.referrer.source = '' AND i.referrer.term = '', 'direct', i.referrer.medium)",
+    "trace_id": "multiIf(i.trace_id = i.id, '', i.trace_id = '', '-', i.trace_id)",  # rows.store_trace
     "bot_score": "toUInt8(if(i.bot_score >= 0 AND i.bot_score <= 99, assumeNotNull(i.bot_score), 0))",
     "engaged_ms": "if(i.engaged_ms >= 0 AND i.engaged_ms < 4294967296, toUInt32(i.engaged_ms), NULL)",
     "scroll_depth": "if(i.scroll_depth >= 0 AND i.scroll_depth <= 100, toUInt8(i.scroll_depth), NULL)",

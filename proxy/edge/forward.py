@@ -29,7 +29,7 @@ from proxy.edge.headers import (
     downstream_response_headers,
     is_pageview,
     split_host,
-    traceparent,
+    trace_context,
     upstream_request_headers,
 )
 from proxy.edge.pages import CLIENT_FAULTS, PAGES, QuietWebSocketResponse, error_page, page_for
@@ -188,7 +188,7 @@ class Forwarder:
         scheme = request.scheme
         if peer_trusted:
             scheme = headers.get("X-Forwarded-Proto", scheme).partition(",")[0].strip() or scheme
-        trace_id, trace_header = traceparent(headers.get("traceparent"))
+        trace_id, trace_header, trace_started = trace_context(headers.get("traceparent"))
         up_headers = upstream_request_headers(
             headers, peer_ip=peer_ip, scheme=scheme, host=headers.get("Host", ""), traceparent=trace_header
         )
@@ -281,7 +281,7 @@ class Forwarder:
                         identity.new_visitor if identity else False,
                         identity.new_session if identity else False,
                         identity.consent if identity else self._consent(headers),
-                        trace_id, error,
+                        trace_id, error, trace_started,
                     )
                 )  # fmt: skip
 

@@ -83,6 +83,9 @@ class Exchange:
     consent: str  # "granted" | "denied"
     trace_id: str
     error: str | None
+    # The trace started at this request (no valid incoming traceparent): its id is a
+    # new event id, which the event takes as its own (headers.trace_context).
+    trace_started: bool = False
 
 
 class EventBuilder:
@@ -133,7 +136,7 @@ class EventBuilder:
             ip = self._anonymize(ip)
         event: dict[str, Any] = {
             "v": SCHEMA_VERSION,
-            "id": new_event_id(),
+            "id": ex.trace_id if ex.trace_started else new_event_id(),
             "ts": ex.ts,
             "kind": "pageview" if ex.pageview else "request",
             "site": site,

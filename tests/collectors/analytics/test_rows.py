@@ -87,18 +87,29 @@ def numbered(overrides: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [event(id=f"{i:032x}", **o) for i, o in enumerate(overrides)]
 
 
+def with_traces(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first event's trace started at the proxy (trace id = event id), the second has none."""
+    events[0]["trace_id"] = events[0]["id"]
+    events[1]["trace_id"] = ""
+    return events
+
+
 async def test_the_engine_flattens_events_as_to_row_does(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    events = numbered(FAST)
+    events = with_traces(numbered(FAST))
     got = await stored_as(store, events)
     assert "field by field" not in caplog.text  # the fast path took them all
     assert got == [from_row(to_row(e)) for e in events]
+    stored = store.engine.query(f"SELECT trace_id FROM {store.events} ORDER BY id LIMIT 3")
+    assert stored == [("",), ("-",), (events[2]["trace_id"],)]  # rows.store_trace
 
 
 @pytest.mark.parametrize("odd", ODD)
 async def test_a_batch_the_engine_cannot_read_is_stored_through_to_row(
     store: Store, caplog: pytest.LogCaptureFixture, odd: dict[str, Any]
 ) -> None:
-    events = numbered([{}, odd, {"path": "/after"}])
+    events = with_traces(numbered([{}, odd, {"path": "/after"}]))
     got = await stored_as(store, events)
     assert "field by field" in caplog.text
     assert got == [from_row(to_row(e)) for e in events]
+    stored = store.engine.query(f"SELECT trace_id FROM {store.events} ORDER BY id LIMIT 2")
+    assert stored == [("",), ("-",)]
