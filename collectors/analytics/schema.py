@@ -18,6 +18,9 @@ Layout, modelled on Plausible's and PostHog's event tables:
   T64 + ZSTD (14 % smaller than Delta, the order being by visitor first):
   41 → 37 bytes per event merged (load_tests/bench_loader.py's events);
 - retention as a TTL on ``ts`` (``{ttl_days}``, default 730 days = 2 years).
+- ``trace_id`` holds ``''`` when the trace id is the event's own ``id`` (a trace
+  the proxy started) and ``'-'`` when there was none (rows.store_trace); export
+  restores them. The loader writes through ``events_in`` (below).
 
 ``{db}`` is the database name; DDL is rendered by :func:`ddl` so the cluster
 variants (``ON CLUSTER``, ``Replicated*``, ``Distributed``) come from one place.
