@@ -78,8 +78,11 @@ class BatchingSink(Sink, Protocol):
 class StagedSink(Sink, Protocol):
     """A sink whose apply splits into pure preparation and one Redis round trip."""
 
-    def prepare(self, batch: list[tuple[str, Event]], acks: list[str]) -> Any:
-        """Everything ``apply`` computes before its I/O; no I/O, no side effects."""
+    def prepare(self, batch: list[tuple[str, Event]], acks: list[str], raws: list[bytes]) -> Any:
+        """Everything ``apply`` computes before its I/O; no I/O, no side effects.
+
+        ``raws[i]``: ``batch[i]``'s event JSON as it came from the stream (the loader
+        hands it to the store as is instead of serialising the dict again)."""
 
     async def send(self, staged: Any) -> Coroutine[Any, Any, int]:
         """Write the apply for ``staged``; the coroutine awaits it (as ``apply`` returns)."""
@@ -211,9 +214,10 @@ class Consumer:
             nxt = None
             if entries:
                 started = time.perf_counter()
-                batch = await self._decode(entries)
+                raws: list[bytes] = []
+                batch = await self._decode(entries, raws)
                 if batch:
-                    nxt = (batch, sink.prepare(batch, [eid for eid, _ in batch]), started)
+                    nxt = (batch, sink.prepare(batch, [eid for eid, _ in batch], raws), started)
             if reply is not None and held is not None:
                 try:
                     applied = await reply
@@ -354,8 +358,9 @@ class Consumer:
             await self._apply(batch)
         self.metrics.batch_seconds.labels(self.group).observe(time.perf_counter() - started)
 
-    async def _decode(self, entries: list[tuple[Any, Any]]) -> list[tuple[str, Event]]:
-        """The valid events of ``entries``; the others are dead-lettered (and acked)."""
+    async def _decode(self, entries: list[tuple[Any, Any]], raws: list[bytes] | None = None) -> list[tuple[str, Event]]:
+        """The valid events of ``entries``; the others are dead-lettered (and acked).
+        With ``raws``, each valid event's JSON is appended to it (in batch order)."""
         batch: list[tuple[str, Event]] = []
         rejects: list[tuple[str, dict[Any, Any] | None, str]] = []
         for eid, fields in entries:
@@ -364,11 +369,14 @@ class Consumer:
                 self.metrics.entries_trimmed.labels(self.group, "pending").inc()
                 rejects.append((eid, None, "trimmed"))
                 continue
-            event = decode(fields.get(b"event"))
+            raw = fields.get(b"event")
+            event = decode(raw)
             if isinstance(event, str):
                 rejects.append((eid, fields, event))
             else:
                 batch.append((eid, event))
+                if raws is not None:
+                    raws.append(raw if type(raw) is bytes else str(raw).encode())
         if rejects:
             await self.dead_letter(rejects)
         return batch

@@ -3,8 +3,10 @@
 Per round, interleaved:
 
 - **store**: a private redis-server (the embedded binary) on a free port gets N
-  realistic events (uuid7-like ids, random trace ids, 5,000 visitors, 40 pages,
-  campaigns, bots), then a child process (``--child``) opens the embedded store
+  realistic events (uuid7-like ids; trace ids: the event's own id, as the
+  proxy mints for a request without traceparent, except 1 in ``--traced`` (10)
+  with a caller's random trace id; 5,000 visitors, 40 pages, campaigns, bots),
+  then a child process (``--child``) opens the embedded store
   (defaults: ``max_threads`` 2, ``max_memory_usage`` 1 GiB) and runs the real
   CollectorService loader until the stream is drained, while one of its threads
   runs dashboard-like aggregate SELECTs on the same store (a refresh of four
@@ -18,7 +20,7 @@ Per round, interleaved:
   round, for the ratio.
 
     .venv/bin/python load_tests/bench_loader.py [--events 200000] [--rounds 2]
-        [--old-checkout /tmp/footfall-old] [--old-events 50000]
+        [--old-checkout /tmp/footfall-old] [--old-events 50000] [--traced 10] [--batch-size 5000]
 
 Prints a table and writes ``load_tests/results/loader-<time>.json``.
 """
@@ -70,12 +72,12 @@ QUERIES = {
 }
 
 
-def make_events(n: int, seed: int = 7) -> list[bytes]:
+def make_events(n: int, seed: int = 7, traced: int = 10) -> list[bytes]:
     """Realistic events: what drives disk per event is the entropy of ids, trace ids, visitors."""
     rnd = random.Random(seed)
     start = time.time() - 3600
     visitors = [rnd.getrandbits(128).to_bytes(16, "big").hex() for _ in range(5000)]
-    out = []
+    out: list[dict[str, Any]] = []
     for i in range(n):
         ts = start + i * 3000 / n
         v = rnd.randrange(len(visitors))
@@ -83,7 +85,7 @@ def make_events(n: int, seed: int = 7) -> list[bytes]:
         agent = AGENTS[v % len(AGENTS)]
         pageview = i % 4 != 3
         page = f"/products/{rnd.randrange(500)}" if i % 3 else f"/p{rnd.randrange(40)}"
-        out.append(orjson.dumps({
+        out.append({
             "v": 1, "id": f"{int(ts * 1000):012x}7{rnd.getrandbits(76):019x}", "ts": round(ts, 3),
             "kind": "pageview" if pageview else "request", "site": SITE,
             "method": "GET" if i % 50 else "POST", "path": page,
@@ -101,10 +103,14 @@ def make_events(n: int, seed: int = 7) -> list[bytes]:
             "ua": {"browser": agent[0], "browser_version": "120", "os": agent[1], "device": agent[2]},
             "bot": i % 40 == 0, "bot_name": "Googlebot" if i % 40 == 0 else None, "channel": channel,
             "ip": f"203.0.{v % 250}.0", "country": ["FR", "US", "DE", "GB", "ES"][v % 5],
-            "trace_id": rnd.getrandbits(128).to_bytes(16, "big").hex(), "error": None if i % 97 else "http_5xx",
+            "trace_id": None, "error": None if i % 97 else "http_5xx",
             "consent": "granted", "page_id": None, "via": "proxy",
-        }))  # fmt: skip
-    return out
+        })  # fmt: skip
+        # Browsers send no traceparent: the proxy starts the trace, named by the event id.
+        # 1 in `traced` requests continues a caller's trace (a random id).
+        out[-1]["trace_id"] = rnd.getrandbits(128).to_bytes(16, "big").hex() if traced and i % traced == 0 \
+            else out[-1]["id"]  # fmt: skip
+    return [orjson.dumps(e) for e in out]
 
 
 # --- the child: the store process ---------------------------------------------------
@@ -121,14 +127,14 @@ def _query_loop(store: Any, stop: threading.Event, latencies: dict[str, list[flo
         stop.wait(max(0.0, every - (time.perf_counter() - started)))
 
 
-async def child(redis_url: str, data_dir: str, n: int, every: float) -> dict[str, Any]:
+async def child(redis_url: str, data_dir: str, n: int, every: float, batch_size: int) -> dict[str, Any]:
     from collectors.analytics.config import StoreSettings
     from collectors.analytics.store import open_store_async
     from collectors.service import CollectorService
     from collectors.settings import CollectorSettings
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    store = await open_store_async(StoreSettings(), data_dir)
+    store = await open_store_async(StoreSettings(batch_size=batch_size), data_dir)
     service = CollectorService(redis_url, STREAM, CollectorSettings(), frozenset({"analytics"}), "bench", store=store)
     redis = aioredis.Redis.from_url(redis_url)
     last = (await redis.xrevrange(STREAM, count=1))[0][0]
@@ -139,8 +145,10 @@ async def child(redis_url: str, data_dir: str, n: int, every: float) -> dict[str
     querier.start()
     await service.start()
     while True:
+        # The service creates its group in the consumer task (start() does not wait on
+        # Redis): no group yet is not "drained".
         infos = await redis.xinfo_groups(STREAM)
-        if all(i["pending"] == 0 and i["last-delivered-id"] == last for i in infos):
+        if infos and all(i["pending"] == 0 and i["last-delivered-id"] == last for i in infos):
             break
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -148,19 +156,30 @@ async def child(redis_url: str, data_dir: str, n: int, every: float) -> dict[str
     querier.join()
     await service.stop()
     await redis.aclose()
+    rss_load = _peak_rss()  # before the OPTIMIZE below
     stored = store.engine.query(f"SELECT count() FROM {store.events}")[0][0]
     disk = _disk(store)
     store.engine.command(f"OPTIMIZE TABLE {store.events} FINAL")
     merged = _disk(store)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = _peak_rss()
     columns = _columns(store)
     await store.aclose()
     return {
         "events": n, "stored": int(stored), "wall_s": wall, "events_per_s": n / wall, "events_per_cpu_s": n / cpu,
-        "peak_rss_bytes": rss, "disk_bytes": disk, "disk_bytes_merged": merged,
+        "peak_rss_bytes": rss, "peak_rss_load_bytes": rss_load, "disk_bytes": disk, "disk_bytes_merged": merged,
         "queries": {k: {"n": len(v), "p50_ms": _ms(v, 0.5), "max_ms": _ms(v, 1.0)} for k, v in latencies.items()},
         "columns": columns,
     }  # fmt: skip
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, not ru_maxrss, which Linux carries over
+    exec from the forked parent (the bench's parent with all events in hand)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _ms(values: list[float], q: float) -> float | None:
@@ -198,21 +217,24 @@ async def _fill(url: str, events: list[bytes]) -> None:
     await redis.aclose()
 
 
-def run_store(events: list[bytes], every: float) -> dict[str, Any]:
+def run_store(events: list[bytes], every: float, batch_size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(Path(tmp) / "redis", port=free_port()).start()
         try:
             asyncio.run(_fill(server.url, events))
             out = subprocess.run(
                 [sys.executable, __file__, "--child", server.url, str(Path(tmp) / "data"), str(len(events)),
-                 str(every)],
+                 str(every), str(batch_size)],
                 capture_output=True, timeout=900,
             )  # fmt: skip
         finally:
             server.kill()
     if out.returncode != 0:
         raise RuntimeError(f"store run failed: {out.stderr.decode()[-3000:]}")
-    return dict(json.loads(out.stdout.decode().strip().splitlines()[-1]))
+    result = dict(json.loads(out.stdout.decode().strip().splitlines()[-1]))
+    if result["stored"] != len(events):
+        raise RuntimeError(f"store run stored {result['stored']} of {len(events)} events")
+    return result
 
 
 def run_redis(checkout: Path, n: int) -> dict[str, Any]:
@@ -229,7 +251,7 @@ def run_redis(checkout: Path, n: int) -> dict[str, Any]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        result = asyncio.run(child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])))
+        result = asyncio.run(child(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])))
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -237,14 +259,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--old-checkout", type=Path, help="a checkout of the Redis-aggregate collector")
     parser.add_argument("--old-events", type=int, default=50_000)
+    parser.add_argument("--traced", type=int, default=10,
+                        help="1 in TRACED events continues a caller's trace (random trace id); 0: none")  # fmt: skip
     parser.add_argument("--refresh", type=float, default=1.0,
                         help="seconds between dashboard refreshes (4 queries) during the load; 0: back to back")
+    parser.add_argument("--batch-size", type=int, default=5000, help="the loader's analytics.batch_size")
     parser.add_argument("--out", type=Path, default=ROOT / "load_tests" / "results")
     args = parser.parse_args()
-    events = make_events(args.events)
+    events = make_events(args.events, traced=args.traced)
     rounds: list[dict[str, Any]] = []
     for r in range(args.rounds):
-        entry: dict[str, Any] = {"store": run_store(events, args.refresh)}
+        entry: dict[str, Any] = {"store": run_store(events, args.refresh, args.batch_size)}
         if args.old_checkout:
             entry["redis"] = run_redis(args.old_checkout, args.old_events)
             entry["ratio"] = entry["store"]["events_per_s"] / entry["redis"]["events_per_s"]
@@ -254,7 +279,9 @@ def main() -> None:
     table(rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / time.strftime("loader-%Y%m%d-%H%M%S.json")
-    doc = {"events": args.events, "old_events": args.old_events, "refresh_s": args.refresh, "cpus": os.cpu_count(),
+    doc = {"events": args.events, "old_events": args.old_events, "traced": args.traced, "refresh_s": args.refresh,
+           "batch_size": args.batch_size,
+           "cpus": os.cpu_count(),
            "load_average": os.getloadavg(), "rounds": rounds}  # fmt: skip
     path.write_text(json.dumps(doc, indent=1))
     print(f"results: {path}")
@@ -277,7 +304,8 @@ def table(rounds: list[dict[str, Any]]) -> None:
         ("store loader, events per loader CPU-second", f"{med(('store', 'events_per_cpu_s')):,.0f}"),
         ("Redis-aggregate collector, events/s (wall)", f"{med(('redis', 'events_per_s')):,.0f}"),
         ("ratio store / Redis (median of per-round ratios)", f"{med(('ratio',)):.2f}"),
-        ("store process peak RSS, MiB", f"{med(('store', 'peak_rss_bytes')) / 2**20:,.0f}"),
+        ("store process peak RSS during the load, MiB", f"{med(('store', 'peak_rss_load_bytes')) / 2**20:,.0f}"),
+        ("... including the OPTIMIZE FINAL after it, MiB", f"{med(('store', 'peak_rss_bytes')) / 2**20:,.0f}"),
         ("disk bytes per event (as loaded)", f"{med(('store', 'disk_bytes')) / n:.1f}"),
         ("disk bytes per event (merged)", f"{med(('store', 'disk_bytes_merged')) / n:.1f}"),
     ]

@@ -69,9 +69,10 @@ class ClickHouseEngine:
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._client.command(sql, parameters=bound(params))
 
-    def insert_json(self, table: str, rows: Sequence[bytes]) -> None:
+    def insert_json(self, table: str, rows: Sequence[bytes], settings: Mapping[str, Any] | None = None) -> None:
         if rows:
-            self._client.raw_insert(table, insert_block=b"\n".join(rows), fmt="JSONEachRow")
+            self._client.raw_insert(table, insert_block=b"\n".join(rows), fmt="JSONEachRow",
+                                    settings=dict(settings or {}))  # fmt: skip
 
     def close(self) -> None:
         self._client.close()

@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 
 from collectors.analytics.engine import Engine
-from collectors.analytics.rows import from_row
+from collectors.analytics.rows import from_row, load_trace
 from collectors.analytics.schema import EVENT_COLUMN_NAMES, EVENT_COLUMNS
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -69,7 +69,7 @@ def _row(values: tuple[Any, ...]) -> dict[str, Any]:
     row = dict(zip(EVENT_COLUMN_NAMES, values, strict=True))
     row["ts"] = row["ts"] / 1000
     row["bytes_out"] = int(row["bytes_out"])
-    return row
+    return load_trace(row)
 
 
 Window = tuple[dt.datetime, dt.datetime]

@@ -28,13 +28,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from collectors.analytics.rows import to_row
+from collectors.analytics import schema
+from collectors.analytics.rows import store_trace, to_row
 from collectors.analytics.store import Store
 from collectors.events import Event
 
@@ -51,29 +52,35 @@ def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
 
 
-def prepare(batch: Iterable[tuple[str, Event]], now: float, ttl_days: int) -> tuple[dict[str, dict[str, Any]], int]:
-    """The rows to store, by id (the first of repeated ids wins), and how many events
-    are already past the retention TTL (the table would drop them; they are skipped)."""
+Staged = dict[str, tuple[Event, bytes]]  # by id: the decoded event and its JSON as it came
+
+
+def prepare(
+    batch: Iterable[tuple[str, Event]], now: float, ttl_days: int, raws: Sequence[bytes] | None = None
+) -> tuple[Staged, int]:
+    """The events to store with their JSON (``raws``, aligned with ``batch``; without
+    it the dicts are serialised), by id (the first of repeated ids wins), and how
+    many events are already past the retention TTL (the table would drop them)."""
     oldest = now - ttl_days * 86400
-    rows: dict[str, dict[str, Any]] = {}
+    rows: Staged = {}
     expired = 0
-    for _, event in batch:
+    for i, (_, event) in enumerate(batch):
         if event["id"] in rows:
             continue
         if event["ts"] < oldest:
             expired += 1
             continue
-        rows[event["id"]] = to_row(event)
+        rows[event["id"]] = (event, raws[i] if raws is not None else orjson.dumps(event))
     return rows, expired
 
 
-def existing_ids(store: Store, rows: dict[str, dict[str, Any]]) -> set[str]:
+def existing_ids(store: Store, rows: Staged) -> set[str]:
     """The ids of ``rows`` already in the store (blocking: call in the loader's thread)."""
     if not rows:
         return set()
-    stamps = [r["ts"] for r in rows.values()]
+    stamps = [event["ts"] for event, _ in rows.values()]
     params = {
-        "sites": sorted({r["site"] for r in rows.values()}),
+        "sites": sorted({event["site"] for event, _ in rows.values()}),
         "lo": _utc(min(stamps) - 0.001),
         "hi": _utc(max(stamps) + 0.001),
         "ids": list(rows),
@@ -81,11 +88,25 @@ def existing_ids(store: Store, rows: dict[str, dict[str, Any]]) -> set[str]:
     return {row[0] for row in store.writer.query(_EXISTING.format(table=store.events), params)}
 
 
-def insert_new(store: Store, rows: dict[str, dict[str, Any]]) -> int:
-    """Insert the rows whose id is not stored yet; return how many (blocking)."""
+def insert_new(store: Store, rows: Staged) -> int:
+    """Insert the rows whose id is not stored yet; return how many (blocking).
+
+    The events' own JSON goes to ``events_in``, which the engine flattens into
+    ``events`` (schema.py): no Python per field. A batch the engine cannot read
+    that way (a value of an unexpected JSON type, from an import) is stored field
+    by field through rows.to_row, which decides every odd value; the failed insert
+    stored nothing, and the ids are looked up again all the same.
+    """
     seen = existing_ids(store, rows)
-    fresh = [orjson.dumps(row) for eid, row in rows.items() if eid not in seen]
-    store.writer.insert_json(store.events, fresh)
+    fresh = [eid for eid in rows if eid not in seen]
+    try:
+        store.writer.insert_json(store.inputs, [rows[eid][1] for eid in fresh], settings=schema.INPUT_SETTINGS)
+    except Exception as exc:  # the engine's parse error; a real outage fails again below
+        log.warning("loader: batch of %d not readable as is (%s); storing it field by field",
+                    len(fresh), str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)  # fmt: skip
+        again = existing_ids(store, rows)
+        store.writer.insert_json(store.events, [orjson.dumps(store_trace(to_row(rows[eid][0]))) for eid in fresh
+                                                if eid not in again])  # fmt: skip
     return len(fresh)
 
 
@@ -102,15 +123,16 @@ class StoreLoader:
         self.flush_seconds = store.settings.flush_seconds
         self.expired = 0
 
-    def prepare(self, batch: list[tuple[str, Event]], acks: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
-        rows, expired = prepare(batch, time.time(), self.store.settings.ttl_days)
+    def prepare(self, batch: list[tuple[str, Event]], acks: list[str], raws: list[bytes] | None = None
+                ) -> tuple[Staged, list[str]]:  # fmt: skip
+        rows, expired = prepare(batch, time.time(), self.store.settings.ttl_days, raws)
         if expired:
             self.expired += expired
             log.warning("loader: %d events older than the %d-day retention skipped",
                         expired, self.store.settings.ttl_days)  # fmt: skip
         return rows, acks
 
-    async def send(self, staged: tuple[dict[str, dict[str, Any]], list[str]]) -> Coroutine[Any, Any, int]:
+    async def send(self, staged: tuple[Staged, list[str]]) -> Coroutine[Any, Any, int]:
         rows, acks = staged
         inserting = self.store.submit_writer(insert_new, self.store, rows) if rows else None
 

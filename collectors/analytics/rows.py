@@ -113,6 +113,27 @@ def to_json_row(event: Event) -> bytes:
     return orjson.dumps(to_row(event))
 
 
+# How the table keeps ``trace_id`` (the column's stored form, not the row's): a trace
+# the proxy started has the event's own id as its trace id (proxy/edge/headers.py),
+# stored as '' — 16 bytes an event saved on disk; a missing trace id is stored as '-'.
+TRACE_IS_ID = ""
+NO_TRACE = "-"
+
+
+def store_trace(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``trace_id`` in its stored form (in place)."""
+    trace = row["trace_id"]
+    row["trace_id"] = TRACE_IS_ID if trace == row["id"] else trace or NO_TRACE
+    return row
+
+
+def load_trace(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` read from the table with its ``trace_id`` back (in place)."""
+    trace = row.get("trace_id")
+    row["trace_id"] = row["id"] if trace == TRACE_IS_ID else "" if trace == NO_TRACE else trace
+    return row
+
+
 _OPTIONAL_STR = ("route", "content_type", "visitor", "session", "bot_name", "ip", "country", "error", "page_id")
 
 

@@ -97,6 +97,7 @@ class Store:
         self.settings = settings
         self.db = db or settings.database
         self.events = f"{self.db}.events"
+        self.inputs = f"{self.db}.events_in"  # the loader's landing table (schema.input_ddl)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-query")
         self._writer_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-load")
         self._closed = False

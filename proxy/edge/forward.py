@@ -29,7 +29,7 @@ from proxy.edge.headers import (
     downstream_response_headers,
     is_pageview,
     split_host,
-    traceparent,
+    trace_context,
     upstream_request_headers,
 )
 from proxy.edge.pages import CLIENT_FAULTS, PAGES, QuietWebSocketResponse, error_page, page_for
@@ -196,7 +196,7 @@ class Forwarder:
         beacon = self._beacon
         if beacon is not None and raw_path.startswith(beacon.prefix) and beacon.on_for(site):
             return await beacon.endpoint.handle(request, site, ip, peer_trusted, scheme)  # never forwarded
-        trace_id, trace_header = traceparent(headers.get("traceparent"))
+        trace_id, trace_header, trace_started = trace_context(headers.get("traceparent"))
         up_headers = upstream_request_headers(
             headers, peer_ip=peer_ip, scheme=scheme, host=headers.get("Host", ""), traceparent=trace_header
         )
@@ -306,7 +306,7 @@ class Forwarder:
                         identity.new_visitor if identity else False,
                         identity.new_session if identity else False,
                         identity.consent if identity else self._consent(headers),
-                        trace_id, error, page_id,
+                        trace_id, error, page_id=page_id, trace_started=trace_started,
                     )
                 )  # fmt: skip
 

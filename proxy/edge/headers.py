@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.settings import IPNetwork
+from proxy.tracking.event import new_event_id
 
 HOP_BY_HOP = frozenset(
     {
@@ -180,10 +181,19 @@ def _valid_hex(value: str, length: int) -> bool:
 
 
 def traceparent(incoming: str | None) -> tuple[str, str]:
-    """Return ``(trace_id, traceparent header for the upstream)``.
+    """Return ``(trace_id, traceparent header for the upstream)`` (:func:`trace_context`)."""
+    trace_id, header, _ = trace_context(incoming)
+    return trace_id, header
+
+
+def trace_context(incoming: str | None) -> tuple[str, str, bool]:
+    """Return ``(trace_id, traceparent header for the upstream, started here)``.
 
     A valid incoming W3C traceparent keeps its trace id and flags (this proxy
-    becomes a child span); otherwise a new sampled trace starts.
+    becomes a child span); otherwise a new sampled trace starts, whose id is a new
+    event id (UUIDv7: 48-bit ms time, then random bits — the right-most 7 bytes
+    random, as W3C Trace Context level 2 asks): the request's event takes it as its
+    own ``id``, and the store keeps such a ``trace_id`` in no bytes (rows.store_trace).
     """
     # Trace and span ids must be unique, not secret: Mersenne Twister (reseeded in
     # forked children) costs a fifth of os.urandom per request.
@@ -198,9 +208,9 @@ def traceparent(incoming: str | None) -> tuple[str, str]:
             and len(parts[3]) == 2
             and _HEX.issuperset(parts[3])
         ):
-            return parts[1], f"00-{parts[1]}-{span}-{parts[3]}"
-    trace_id = f"{random.getrandbits(128) or 1:032x}"
-    return trace_id, f"00-{trace_id}-{span}-01"
+            return parts[1], f"00-{parts[1]}-{span}-{parts[3]}", False
+    trace_id = new_event_id()
+    return trace_id, f"00-{trace_id}-{span}-01", True
 
 
 def split_host(host_header: str | None) -> str:

@@ -89,6 +89,9 @@ class Exchange:
     # Fields of an event the first-party script sent (proxy.beacon.endpoint): they
     # replace the built ones (kind, via, page_id, vitals, ...).
     extra: dict[str, Any] | None = None
+    # The trace started at this request (no valid incoming traceparent): its id is a
+    # new event id, which the event takes as its own (headers.trace_context).
+    trace_started: bool = False
 
 
 class EventBuilder:
@@ -139,7 +142,7 @@ class EventBuilder:
             ip = self._anonymize(ip)
         event: dict[str, Any] = {
             "v": SCHEMA_VERSION,
-            "id": ex.page_id or new_event_id(),
+            "id": ex.page_id or (ex.trace_id if ex.trace_started else new_event_id()),
             "ts": ex.ts,
             "kind": "pageview" if ex.pageview else "request",
             "site": site,

@@ -18,8 +18,10 @@ def test_printed_ddl_runs_on_the_engine(
 ) -> None:
     assert cli.main(["analytics-schema", "--store-url", "clickhouse://h/ddl_test"]) == 0
     printed = statements(capsys.readouterr().out)
-    assert [s.split("(")[0].split(" ENGINE")[0].strip() for s in printed] == [
-        "CREATE DATABASE IF NOT EXISTS ddl_test", "CREATE TABLE IF NOT EXISTS ddl_test.events"]  # fmt: skip
+    assert [s.split("(")[0].split(" ENGINE")[0].split(" TO ")[0].strip() for s in printed] == [
+        "CREATE DATABASE IF NOT EXISTS ddl_test", "CREATE TABLE IF NOT EXISTS ddl_test.events",
+        "CREATE TABLE IF NOT EXISTS ddl_test.events_in",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS ddl_test.events_flatten"]  # fmt: skip
     engine = chdb_engines[0]
     try:
         for statement in printed * 2:  # idempotent
@@ -27,7 +29,8 @@ def test_printed_ddl_runs_on_the_engine(
         columns = engine.query("SELECT name FROM system.columns WHERE database = 'ddl_test' AND table = 'events' "
                                "ORDER BY position")  # fmt: skip
         assert tuple(c[0] for c in columns) == EVENT_COLUMN_NAMES
-        (ttl,) = engine.query("SELECT create_table_query FROM system.tables WHERE database = 'ddl_test'")[0]
+        (ttl,) = engine.query("SELECT create_table_query FROM system.tables WHERE database = 'ddl_test' "
+                              "AND name = 'events'")[0]  # fmt: skip
         assert "TTL toDateTime(ts) + toIntervalDay(730)" in ttl
     finally:
         engine.command("DROP DATABASE IF EXISTS ddl_test")
@@ -35,13 +38,16 @@ def test_printed_ddl_runs_on_the_engine(
 
 def test_cluster_variant_is_replicated_and_distributed(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["analytics-schema", "--store-url", "clickhouse://h/stats", "--cluster", "main"]) == 0
-    db, local, dist = statements(capsys.readouterr().out)
+    db, local, dist, landing, view = statements(capsys.readouterr().out)
     assert db == "CREATE DATABASE IF NOT EXISTS stats ON CLUSTER main"
     assert local.startswith("CREATE TABLE IF NOT EXISTS stats.events_local ON CLUSTER main (")
     replicated = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')"
     assert f"ENGINE = {replicated}" in local
     assert dist.startswith("CREATE TABLE IF NOT EXISTS stats.events ON CLUSTER main AS stats.events_local")
     assert "ENGINE = Distributed(main, stats, events_local, cityHash64(visitor))" in dist
+    assert landing.startswith("CREATE TABLE IF NOT EXISTS stats.events_in ON CLUSTER main (")
+    assert view.startswith("CREATE MATERIALIZED VIEW IF NOT EXISTS stats.events_flatten ON CLUSTER main "
+                           "TO stats.events AS SELECT")  # fmt: skip
 
 
 def test_ttl_follows_the_setting() -> None:

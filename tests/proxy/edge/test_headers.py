@@ -1,4 +1,5 @@
 import ipaddress
+import time
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -9,6 +10,7 @@ from proxy.edge.headers import (
     downstream_response_headers,
     is_pageview,
     split_host,
+    trace_context,
     traceparent,
     upstream_request_headers,
 )
@@ -93,10 +95,20 @@ def test_traceparent_continues_a_valid_trace_and_starts_a_new_one_otherwise() ->
     assert tid == trace
     assert header.startswith(f"00-{trace}-") and header.endswith("-01")
     assert header.split("-")[2] != "00f067aa0ba902b7"
+    assert trace_context(f"00-{trace}-00f067aa0ba902b7-01")[2] is False
     for bad in (None, "garbage", f"00-{'0' * 32}-00f067aa0ba902b7-01", f"ff-{trace}-00f067aa0ba902b7-01"):
         tid, header = traceparent(bad)
         assert len(tid) == 32 and tid != trace
         assert header == f"00-{tid}-{header.split('-')[2]}-01"
+        assert trace_context(bad)[2] is True
+
+
+def test_a_new_trace_id_is_an_event_id() -> None:
+    """UUIDv7 layout: the event of the request takes it as its id (tracking/event.py)."""
+    before = time.time_ns() // 1_000_000
+    tid, _, started = trace_context(None)
+    assert started and int(tid[:12], 16) >= before and tid[12] == "7" and tid[16] in "89ab"
+    assert len({trace_context(None)[0] for _ in range(1000)}) == 1000
 
 
 @pytest.mark.parametrize(

@@ -72,9 +72,15 @@ async def test_pageview_and_asset_events_carry_every_v1_field(
         ) as resp:
             assert resp.status == 200
             await resp.read()
-        async with client.get(f"{base}/static/app.css", headers={"User-Agent": CHROME}) as resp:
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        async with client.get(f"{base}/static/app.css", headers={"User-Agent": CHROME,
+                              "traceparent": f"00-{trace}-00f067aa0ba902b7-01"}) as resp:  # fmt: skip
             await resp.read()
     page, asset = await events(redis_client, 2)
+    # A trace started at the proxy is named by the event's id (the store keeps it in no
+    # bytes); a continued trace keeps its own id, and the event has its own.
+    assert page["trace_id"] == page["id"]
+    assert asset["trace_id"] == trace and asset["id"] != trace
     for event in (page, asset):
         assert event.keys() >= V1_FIELDS, V1_FIELDS - event.keys()
         SCHEMA.validate(event)
