@@ -18,7 +18,8 @@ Actors (bounded LRUs, ``enrichment.bot_score_actors`` each):
 With the first-party beacon on, a proxied page the script was injected into carries a
 ``page_id``; it waits in a fourth LRU (page id → :class:`~.botscore.InjectedPage`) and
 with the actor that fetched it, until a beacon event with the same ``page_id`` marks it
-reported or the grace period ends (checked when that actor's next event is scored).
+reported or the grace period after the actor left it ends (checked when that actor's
+next event is scored; see :class:`~.botscore.InjectedPage`).
 
 State is per proxy worker and in memory: with ``workers > 1`` a client's connections may
 land on different workers, each seeing part of its traffic (the kernel spreads
@@ -39,6 +40,7 @@ from proxy.tracking.enrich.botscore import (
     Actor,
     InjectedPage,
     Signal,
+    leave_pages,
     note_injected,
     note_page,
     score,
@@ -141,6 +143,8 @@ class BehaviourScorer:
             # only a trap sticks, until the key turns out to be shared.
             actor.signals |= request_signals & _TRAP
             remembered = request_signals if actor.shared else request_signals | actor.signals
+        if page and actor.injected and ex.headers.get("Sec-Fetch-Dest", "document") == "document":
+            leave_pages(actor, ex.ts)  # a frame's document does not leave the page around it
         if injected is not None:
             note_injected(actor, injected)
         elif ex.extra is not None and ex.extra.get("via") == "beacon":

@@ -70,7 +70,7 @@ RATE_SECONDS = 5.0  # ... within this many seconds
 REGULAR_INTERVALS = 5  # REGULAR: intervals needed
 REGULAR_CV = 0.1  # REGULAR: std/mean below this
 REGULAR_MIN_MEAN = 0.2  # REGULAR: below this mean interval it is RATE's business
-BEACON_GRACE = 30.0  # BEACON_MISSING: seconds an injected page may take to report (setting)
+BEACON_GRACE = 30.0  # BEACON_MISSING: seconds after leaving a page its report may take (setting)
 BEACON_PAGES = 8  # injected pages awaiting their report, per actor (older ones are forgotten)
 
 
@@ -93,9 +93,15 @@ _SCORES = tuple(_score(mask) for mask in range(1 << len(WEIGHTS)))  # every comb
 class InjectedPage:
     """A proxied HTML page the beacon's script was injected into, until its report
     comes back or its grace period ends. Shared by reference between the actor that
-    fetched it and the scorer's page-id index."""
+    fetched it and the scorer's page-id index.
+
+    The script reports when the page is hidden or left (and 5 s after an interaction),
+    so a reader's report comes *after* their next page's request: the grace period runs
+    from ``left`` (the actor's next document fetch), not from the fetch itself — a page
+    still open, however long, is never judged."""
 
     ts: float
+    left: float | None = None
     reported: bool = False
 
 
@@ -143,13 +149,25 @@ def note_injected(actor: Actor, page: InjectedPage) -> None:
     actor.injected.append(page)
 
 
+def leave_pages(actor: Actor, ts: float) -> None:
+    """The actor fetched another document at ``ts``: its open injected pages were left."""
+    for page in reversed(actor.injected or ()):
+        if page.left is not None:
+            break  # older pages were left before
+        page.left = ts
+
+
 def settle_beacon(actor: Actor, now: float, grace: float) -> None:
-    """Count the injected pages whose grace period has ended by ``now`` (lazily: called
-    when the actor's next event is scored, no timers). Pages are in fetch order, so the
-    oldest unsettled one stops the walk."""
+    """Count the injected pages left more than ``grace`` seconds before ``now`` without a
+    report (lazily: called when the actor's next event is scored, no timers). Pages are
+    in fetch order, so the oldest unsettled one stops the walk."""
     pages = actor.injected
-    while pages and (pages[0].reported or now - pages[0].ts > grace):
-        if not pages.popleft().reported:
+    while pages:
+        page = pages[0]
+        if not page.reported and (page.left is None or now - page.left <= grace):
+            break
+        pages.popleft()
+        if not page.reported:
             actor.beacon_missing += 1
 
 
