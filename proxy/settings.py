@@ -149,6 +149,7 @@ class EnrichmentSettings:
     bot_score_threshold: int = 30  # analytics: sessions scored below this are automated (excluded by default)
     bot_score_actors: int = 20_000  # visitors/clients remembered per worker (LRU, ~0.5 KB each)
     honeypot_paths: tuple[str, ...] = ()  # exact paths no human requests (a hidden link's target): a bot signal
+    beacon_grace_seconds: float = 30.0  # an injected page unreported this long: a weak bot signal (beacon on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +518,9 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
         errors.append(f"enrichment.bot_score_threshold: must be 1-99, not {s.enrichment.bot_score_threshold}")
     if s.enrichment.bot_score_actors <= 0:
         errors.append("enrichment.bot_score_actors: must be greater than 0")
+    if not 0 < s.enrichment.beacon_grace_seconds <= 3600:
+        errors.append(f"enrichment.beacon_grace_seconds: must be more than 0 and at most 3600, "
+                      f"not {s.enrichment.beacon_grace_seconds}")  # fmt: skip
     for i, path in enumerate(s.enrichment.honeypot_paths):
         if not path.startswith("/"):
             errors.append(f"enrichment.honeypot_paths[{i}]: must be a path starting with '/', not {path!r}")

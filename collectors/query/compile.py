@@ -26,6 +26,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.query.bots import human_session
 from collectors.query.dimensions import DIMENSIONS, IS_BOT, session_column, time_expr, visit_expr
 from collectors.query.goals import Goals
 from collectors.query.metrics import BY_SESSION, DURATION, INTERACTIVE, METRICS, Metric, Part
@@ -194,7 +195,7 @@ def compile_query(
     ]
     if not b.bot_filtered and "event:bot" in _filter_dims(where_filters):
         b.bot_filtered = True
-    bots = "" if b.bot_filtered else f"NOT {IS_BOT}"
+    bots = "" if b.bot_filtered else f"NOT {IS_BOT} AND {human_session(ctx.db)}"  # + whole sessions (bots.py)
     visit_dims = _visit_dims(dims, where_filters)
     if all(DIMENSIONS[d].scope == "visit" for d in dims) and all(
         _scope(f) == "visit" for f in where_filters

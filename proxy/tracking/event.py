@@ -108,7 +108,7 @@ class EventBuilder:
         e = settings.enrichment
         self._scorer = (
             BehaviourScorer(cookie_mode=settings.identity.mode == "cookie", honeypot_paths=e.honeypot_paths,
-                            max_actors=e.bot_score_actors)  # fmt: skip
+                            max_actors=e.bot_score_actors, beacon_grace=e.beacon_grace_seconds)  # fmt: skip
             if e.bot_score
             else None
         )

@@ -65,6 +65,7 @@ def test_upstreams_from_env_are_space_or_comma_separated() -> None:
         ('routes = ["products/{id}"]\n', "routes[0]: must start with '/'"),
         ("[enrichment]\nbot_score_threshold = 0\n", "enrichment.bot_score_threshold: must be 1-99"),
         ("[enrichment]\nbot_score_actors = 0\n", "enrichment.bot_score_actors: must be greater than 0"),
+        ("[enrichment]\nbeacon_grace_seconds = 0\n", "enrichment.beacon_grace_seconds: must be more than 0"),
         ('[enrichment]\nhoneypot_paths = ["trap"]\n', "enrichment.honeypot_paths[0]: must be a path"),
         ("colour = 1\n", "colour: unknown setting"),
         ("[identity\n", "not valid TOML"),

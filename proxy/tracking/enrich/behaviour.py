@@ -15,6 +15,12 @@ Actors (bounded LRUs, ``enrichment.bot_score_actors`` each):
   so the new visitor actor inherits that first request, and the client actor learns that
   a cookie it was given returned (it is then *shared*: see :class:`~.botscore.Actor`).
 
+With the first-party beacon on, a proxied page the script was injected into carries a
+``page_id``; it waits in a fourth LRU (page id → :class:`~.botscore.InjectedPage`) and
+with the actor that fetched it, until a beacon event with the same ``page_id`` marks it
+reported or the grace period after the actor left it ends (checked when that actor's
+next event is scored; see :class:`~.botscore.InjectedPage`).
+
 State is per proxy worker and in memory: with ``workers > 1`` a client's connections may
 land on different workers, each seeing part of its traffic (the kernel spreads
 connections, not sessions), and a restart forgets everything. Signals therefore need few
@@ -29,7 +35,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proxy.tracking.enrich import headerprint
-from proxy.tracking.enrich.botscore import Actor, Signal, note_page, score, state_signals
+from proxy.tracking.enrich.botscore import (
+    BEACON_GRACE,
+    Actor,
+    InjectedPage,
+    Signal,
+    leave_pages,
+    note_injected,
+    note_page,
+    score,
+    settle_beacon,
+    state_signals,
+)
 
 if TYPE_CHECKING:
     from proxy.tracking.event import Exchange
@@ -55,6 +72,7 @@ class _Pending:
     signals: int
     ts: float
     page: bool
+    injected: InjectedPage | None
 
 
 class _Lru(OrderedDict[Any, Any]):
@@ -76,8 +94,11 @@ class _Lru(OrderedDict[Any, Any]):
 class BehaviourScorer:
     """``observe(exchange, path, ua) -> bot_score | None``; not thread-safe (flush task only)."""
 
-    def __init__(self, *, cookie_mode: bool, honeypot_paths: tuple[str, ...], max_actors: int) -> None:
+    def __init__(self, *, cookie_mode: bool, honeypot_paths: tuple[str, ...], max_actors: int,
+                 beacon_grace: float = BEACON_GRACE) -> None:  # fmt: skip
         self._cookie_mode = cookie_mode
+        self._beacon_grace = beacon_grace
+        self._injected = _Lru(max_actors)  # page id → InjectedPage, awaiting its report
         self._traps = frozenset(("/robots.txt", *honeypot_paths))
         self._visitors = _Lru(max_actors)
         self._clients = _Lru(max_actors)
@@ -99,6 +120,12 @@ class BehaviourScorer:
         """Record the exchange; the signal mask of its actor so far."""
         request_signals = self._request_signals(ex, path, ua)
         page = _is_page(ex)
+        injected = None
+        if ex.page_id is not None and ex.extra is None:  # the beacon's script went out in it
+            injected = InjectedPage(ex.ts)
+            self._injected[ex.page_id] = injected
+            if len(self._injected) > self._injected.size:
+                self._injected.popitem(last=False)
         cookie_set = self._cookie_mode and ex.consent == "granted" and ex.visitor is not None
         if cookie_set and not ex.new_visitor:
             actor = self._visitor(ex.visitor)
@@ -109,13 +136,24 @@ class BehaviourScorer:
             actor = self._clients.touch(client, Actor)
             if cookie_set:
                 actor.cookies_set += 1
-                self._pending[ex.visitor] = _Pending(client, request_signals, ex.ts, page)
+                self._pending[ex.visitor] = _Pending(client, request_signals, ex.ts, page, injected)
                 if len(self._pending) > self._pending.size:
                     self._pending.popitem(last=False)
             # A client key may be many people (NAT): header verdicts are per request, and
             # only a trap sticks, until the key turns out to be shared.
             actor.signals |= request_signals & _TRAP
             remembered = request_signals if actor.shared else request_signals | actor.signals
+        if page and actor.injected and ex.headers.get("Sec-Fetch-Dest", "document") == "document":
+            leave_pages(actor, ex.ts)  # a frame's document does not leave the page around it
+        if injected is not None:
+            note_injected(actor, injected)
+        elif ex.extra is not None and ex.extra.get("via") == "beacon":
+            reported: InjectedPage | None = self._injected.pop(ex.extra.get("page_id"), None)
+            if reported is not None and not reported.reported:  # a page's first item only
+                reported.reported = True
+                actor.beacon_reported += 1
+        if actor.injected:
+            settle_beacon(actor, ex.ts, self._beacon_grace)
         if page:
             note_page(actor, ex.ts)
         elif _is_asset(ex):
@@ -137,6 +175,8 @@ class BehaviourScorer:
                 actor.signals |= first.signals
                 if first.page:
                     note_page(actor, first.ts)
+                if first.injected is not None:
+                    note_injected(actor, first.injected)
                 origin: Actor | None = self._clients.get(first.client)
                 if origin is not None:
                     origin.cookies_back += 1

@@ -40,6 +40,9 @@ class Signal(enum.IntFlag):
     COOKIE_RETURNED = 128
     ASSETS = 256
     HEADERS_OK = 512  # a browser's full header set, in its order
+    # beacon signals (only where the first-party script was injected)
+    BEACON_MISSING = 1024  # an injected page's script never reported, none ever did (weak)
+    BEACON_REPORTED = 2048  # an injected page's script reported back
 
 
 WEIGHTS: dict[Signal, int] = {
@@ -53,6 +56,10 @@ WEIGHTS: dict[Signal, int] = {
     Signal.COOKIE_RETURNED: 20,
     Signal.ASSETS: 15,
     Signal.HEADERS_OK: 10,
+    # Weak both ways: blockers, failed loads and tabs closed at once leave a page
+    # unreported too, and a headless browser runs the script like anyone.
+    Signal.BEACON_MISSING: -10,
+    Signal.BEACON_REPORTED: 10,
 }
 
 # Thresholds (why: README "Bot score").
@@ -63,11 +70,14 @@ RATE_SECONDS = 5.0  # ... within this many seconds
 REGULAR_INTERVALS = 5  # REGULAR: intervals needed
 REGULAR_CV = 0.1  # REGULAR: std/mean below this
 REGULAR_MIN_MEAN = 0.2  # REGULAR: below this mean interval it is RATE's business
+BEACON_GRACE = 30.0  # BEACON_MISSING: seconds after leaving a page its report may take (setting)
+BEACON_PAGES = 8  # injected pages awaiting their report, per actor (older ones are forgotten)
 
 
 # Plain ints for the per-event code: IntFlag operators run in Python.
 _RATE, _REGULAR, _COOKIE_DROPPED = int(Signal.RATE), int(Signal.REGULAR), int(Signal.COOKIE_DROPPED)
 _ASSETS, _NO_ASSETS = int(Signal.ASSETS), int(Signal.NO_ASSETS)
+_BEACON_MISSING, _BEACON_REPORTED = int(Signal.BEACON_MISSING), int(Signal.BEACON_REPORTED)
 
 
 def _score(mask: int) -> int | None:
@@ -76,7 +86,23 @@ def _score(mask: int) -> int | None:
     return max(1, min(99, NEUTRAL + sum(w for signal, w in WEIGHTS.items() if mask & signal)))
 
 
-_SCORES = tuple(_score(mask) for mask in range(1 << len(WEIGHTS)))  # every combination, 1,024
+_SCORES = tuple(_score(mask) for mask in range(1 << len(WEIGHTS)))  # every combination, 4,096
+
+
+@dataclass(slots=True)
+class InjectedPage:
+    """A proxied HTML page the beacon's script was injected into, until its report
+    comes back or its grace period ends. Shared by reference between the actor that
+    fetched it and the scorer's page-id index.
+
+    The script reports when the page is hidden or left (and 5 s after an interaction),
+    so a reader's report comes *after* their next page's request: the grace period runs
+    from ``left`` (the actor's next document fetch), not from the fetch itself — a page
+    still open, however long, is never judged."""
+
+    ts: float
+    left: float | None = None
+    reported: bool = False
 
 
 @dataclass(slots=True)
@@ -98,6 +124,9 @@ class Actor:
     interval_sum: float = 0.0
     interval_sq: float = 0.0
     recent_pages: deque[float] = field(default_factory=lambda: deque(maxlen=RATE_PAGES))
+    injected: deque[InjectedPage] | None = None  # awaiting their report (only with the beacon on)
+    beacon_reported: int = 0  # injected pages whose script reported
+    beacon_missing: int = 0  # injected pages still unreported after the grace period
 
 
 def note_page(actor: Actor, ts: float) -> None:
@@ -111,6 +140,35 @@ def note_page(actor: Actor, ts: float) -> None:
     actor.last_page = ts if actor.last_page is None else max(ts, actor.last_page)
     actor.recent_pages.append(ts)
     actor.timing = timing_signals(actor)
+
+
+def note_injected(actor: Actor, page: InjectedPage) -> None:
+    """``actor`` fetched a page with the beacon's script in it."""
+    if actor.injected is None:
+        actor.injected = deque(maxlen=BEACON_PAGES)
+    actor.injected.append(page)
+
+
+def leave_pages(actor: Actor, ts: float) -> None:
+    """The actor fetched another document at ``ts``: its open injected pages were left."""
+    for page in reversed(actor.injected or ()):
+        if page.left is not None:
+            break  # older pages were left before
+        page.left = ts
+
+
+def settle_beacon(actor: Actor, now: float, grace: float) -> None:
+    """Count the injected pages left more than ``grace`` seconds before ``now`` without a
+    report (lazily: called when the actor's next event is scored, no timers). Pages are
+    in fetch order, so the oldest unsettled one stops the walk."""
+    pages = actor.injected
+    while pages:
+        page = pages[0]
+        if not page.reported and (page.left is None or now - page.left <= grace):
+            break
+        pages.popleft()
+        if not page.reported:
+            actor.beacon_missing += 1
 
 
 def timing_signals(actor: Actor) -> int:
@@ -139,6 +197,10 @@ def state_signals(actor: Actor, site_has_assets: bool) -> int:
         out |= _ASSETS
     elif site_has_assets and actor.pages >= MIN_PAGES:
         out |= _NO_ASSETS
+    if actor.beacon_reported:  # one report is enough: a missed page is then a blip
+        out |= _BEACON_REPORTED
+    elif actor.beacon_missing:
+        out |= _BEACON_MISSING
     return out
 
 

@@ -73,8 +73,12 @@ class Oracle:
         """``[(dimension values, {metric: value})]`` in no particular order."""
         lo, hi = q.period.start.timestamp(), q.period.end.timestamp()
         bot_filtered = "event:bot" in q.filter_dimensions()
-        rows = [r for r in self.rows if r["site"] == q.site and lo <= r["ts"] < hi
-                and (bot_filtered or not self.is_bot(r))]  # fmt: skip
+        in_range = [r for r in self.rows if r["site"] == q.site and lo <= r["ts"] < hi]
+        # a session with any event scored 1..threshold in the range is automated as a whole
+        bot_sessions = {r["session"] for r in in_range
+                        if r["session"] and 1 <= r["bot_score"] <= self.settings.bot_score_threshold}  # fmt: skip
+        rows = [r for r in in_range
+                if bot_filtered or not (self.is_bot(r) or r["session"] in bot_sessions)]  # fmt: skip
         sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             if r["session"]:

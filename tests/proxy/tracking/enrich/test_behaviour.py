@@ -95,7 +95,7 @@ def test_score(signals: Signal, expected: int | None) -> None:
 
 def test_every_signal_has_a_weight_and_a_sign() -> None:
     bots = {Signal.TRAP, Signal.HEADERS_MISSING, Signal.RATE, Signal.HEADER_ORDER, Signal.COOKIE_DROPPED,
-            Signal.NO_ASSETS, Signal.REGULAR}  # fmt: skip
+            Signal.NO_ASSETS, Signal.REGULAR, Signal.BEACON_MISSING}  # fmt: skip
     assert set(WEIGHTS) == set(Signal)
     assert all((WEIGHTS[s] < 0) is (s in bots) for s in Signal)
 
