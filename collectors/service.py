@@ -27,6 +27,7 @@ from collectors.performance import PerformanceSink
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
+from proxy.auth import auth_middleware, login_routes
 from proxy.tasks import spawn
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,10 @@ async def serve(
     which: frozenset[str],
     admin_host: str,
     admin_port: int,
+    token: str = "",
 ) -> None:
-    """Run the collectors with their own admin listener until cancelled."""
+    """Run the collectors with their own admin listener until cancelled; ``token``
+    is ``admin.token`` (see :mod:`proxy.auth`)."""
     service = CollectorService(redis_url, stream_key, settings, which, default_consumer_name())
 
     async def metrics(request: web.Request) -> web.Response:
@@ -129,7 +132,8 @@ async def serve(
         ok = service.healthy
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(token)])
+    login_routes(app, token)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     service.add_routes(app)

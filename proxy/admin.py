@@ -1,6 +1,7 @@
 """The admin listener: ``/metrics`` (Prometheus), ``/healthz`` (alive), ``/readyz``
 (ready to take traffic). In ``footfall run`` the collectors add their query API
-and dashboard to the same app."""
+and dashboard to the same app. With ``admin.token`` set, everything but those three
+probes needs the credential (:mod:`proxy.auth`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from proxy.auth import auth_middleware, login_routes
+
 Ready = Callable[[], bool]
 
 
-def admin_app(registries: Iterable[CollectorRegistry], ready: Ready) -> web.Application:
+def admin_app(registries: Iterable[CollectorRegistry], ready: Ready, token: str = "") -> web.Application:
     regs = tuple(registries)
 
     async def metrics(_: web.Request) -> web.Response:
@@ -27,7 +30,8 @@ def admin_app(registries: Iterable[CollectorRegistry], ready: Ready) -> web.Appl
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready\n")
 
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(token)])
+    login_routes(app, token)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -134,6 +134,8 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
 
     errors: list[str] = []
     listen = settings_mod.parse_address(args.admin_listen or "127.0.0.1:9109", "admin_listen", errors)
+    if listen is not None:
+        errors.extend(settings_mod.admin_token_errors(listen, settings.admin.token, "--admin-listen"))
     if errors or listen is None:
         _config_error(ConfigError(errors))
         return EXIT_CONFIG
@@ -142,7 +144,12 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
     install_uvloop()
     redis_url, embedded = resolve_redis(settings)
     try:
-        asyncio.run(serve(redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port))
+        asyncio.run(
+            serve(
+                redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port,
+                settings.admin.token,
+            )
+        )
     except KeyboardInterrupt:
         pass
     finally:

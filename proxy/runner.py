@@ -157,7 +157,7 @@ async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -
     registries: list[CollectorRegistry] = [worker.metrics.registry, REGISTRY]
     if collectors is not None:
         registries.append(collectors.registry)
-    app = admin_app(registries, worker.ready)
+    app = admin_app(registries, worker.ready, settings.admin.token)
     if collectors is not None:
         collectors.add_routes(app)
     admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
@@ -225,7 +225,7 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
         def ready() -> bool:
             return all(e.is_set() for e in events) and all(p.is_alive() for p in procs)
 
-        app = admin_app(registries, ready)
+        app = admin_app(registries, ready, settings.admin.token)
         if collectors is not None:
             collectors.add_routes(app)
         admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
