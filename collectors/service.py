@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -19,10 +20,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from collectors import api
+from collectors import api, dashboard
 from collectors.analytics.keys import prefix_for
 from collectors.analytics.query import Query
 from collectors.analytics.store import AnalyticsSink
+from collectors.dashboard import SiteInfo
 from collectors.performance import PerformanceSink
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
@@ -106,9 +108,11 @@ class CollectorService:
     def healthy(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
-    def add_routes(self, app: web.Application) -> None:
-        """The query API (``/api/v1/...``) and ``/dashboard`` on ``app``."""
+    def add_routes(self, app: web.Application, hosts: Sequence[str] = ()) -> None:
+        """The query API and ``/dashboard`` on ``app``; ``hosts`` are sites the
+        dashboard lists first (the proxy's upstream hosts)."""
         api.add_routes(app, self.query)
+        dashboard.add_routes(app, self.settings, [SiteInfo(h) for h in hosts])
 
 
 async def serve(

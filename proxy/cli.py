@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _proxy_flags(sub.add_parser("proxy", help="run the tracking reverse proxy"), True)
     _proxy_flags(sub.add_parser("run", help="run the proxy and all collectors"), True)
-    _proxy_flags(sub.add_parser("demo", help="run a demo site behind the proxy, with collectors"), False)
+    demo = sub.add_parser("demo", help="run a demo site behind the proxy, with collectors")
+    _proxy_flags(demo, False)
+    demo.add_argument(
+        "--traffic", choices=["on", "off"], default="on",
+        help="simulated visitors through the proxy, a few requests per second (default on)",
+    )  # fmt: skip
     collect = sub.add_parser("collect", help="run stream consumers (analytics, performance)")
     collect.add_argument("which", nargs="?", default="all", choices=["analytics", "performance", "all"])
     collect.add_argument("--admin-listen", metavar="HOST:PORT", help="API and /metrics (default 127.0.0.1:9109)")
@@ -124,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from proxy.runner import Plan, run
 
     collectors = frozenset() if args.command == "proxy" else frozenset({"analytics", "performance"})
-    return run(settings, Plan(collectors=collectors, demo=args.command == "demo"))
+    demo = args.command == "demo"
+    traffic = demo and args.traffic == "on"
+    return run(settings, Plan(collectors=collectors, demo=demo, demo_traffic=traffic))
 
 
 def _collect(settings: Settings, args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ class Plan:
 
     collectors: frozenset[str] = frozenset()
     demo: bool = False
+    demo_traffic: bool = True  # the demo's background visitors (``footfall demo --traffic off``)
     announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -93,9 +94,10 @@ def run(settings: Settings, plan: Plan) -> int:
 
 
 async def _start_demo_upstream(settings: Settings) -> tuple[Settings, web.AppRunner]:
-    from proxy.demo import DEMO_ROUTES, demo_app
+    from proxy.demo import DEMO_ROUTES, demo_app, demo_settings
     from proxy.settings import Upstream
 
+    settings = demo_settings(settings)
     runner = web.AppRunner(demo_app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -130,6 +132,38 @@ async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | Non
     return service
 
 
+def dashboard_hosts(settings: Settings, plan: Plan) -> list[str]:
+    """Sites the dashboard lists first: the exact upstream hosts, and for the demo the
+    host its visitors (and its background traffic) use."""
+    from proxy.demo import site_host
+
+    hosts = [u.host for u in settings.upstreams if u.host and "*" not in u.host]
+    if plan.demo:
+        hosts.insert(0, site_host(settings))
+    return list(dict.fromkeys(hosts))
+
+
+def _start_demo_traffic(settings: Settings, plan: Plan, port: int) -> asyncio.Task[None] | None:
+    if not (plan.demo and plan.demo_traffic):
+        return None
+    from proxy.demo import site_host, traffic_base
+    from proxy.demo_traffic import drive
+    from proxy.tasks import spawn
+
+    base = traffic_base(settings, port)
+    if base is None:
+        log.info("demo traffic off: the proxy does not listen on loopback")
+        return None
+    plan.announce(f"Demo traffic        a few simulated visitors per second to {base}/ (--traffic off to stop)")
+    return spawn(drive(base, site_host(settings)), name="demo-traffic")
+
+
+async def _stop_task(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) -> None:
     host = settings.listen.host
     say = plan.announce
@@ -159,13 +193,15 @@ async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -
         registries.append(collectors.registry)
     app = admin_app(registries, worker.ready, settings.admin.token)
     if collectors is not None:
-        collectors.add_routes(app)
+        collectors.add_routes(app, dashboard_hosts(settings, plan))
     admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
     _announce(settings, plan, admin.addresses[0][1], worker.port)
+    traffic = _start_demo_traffic(settings, plan, worker.port)
     try:
         await stop.wait()
         log.info("stopping: draining in-flight requests and events")
     finally:
+        await _stop_task(traffic)
         await worker.stop()
         if collectors is not None:
             await collectors.stop()
@@ -227,9 +263,10 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
 
         app = admin_app(registries, ready, settings.admin.token)
         if collectors is not None:
-            collectors.add_routes(app)
+            collectors.add_routes(app, dashboard_hosts(settings, plan))
         admin = await start_admin(app, settings.admin_listen.host, settings.admin_listen.port)
         _announce(settings, plan, admin.addresses[0][1], settings.listen.port)
+        traffic = _start_demo_traffic(settings, plan, settings.listen.port)
         try:
             while not stop.is_set() and all(p.is_alive() for p in procs):
                 with contextlib.suppress(TimeoutError):
@@ -237,6 +274,7 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
             if not stop.is_set():
                 log.error("a worker process exited; stopping the others")
         finally:
+            await _stop_task(traffic)
             for p in procs:
                 if p.is_alive() and p.pid is not None:
                     os.kill(p.pid, signal.SIGTERM)

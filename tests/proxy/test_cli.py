@@ -64,7 +64,7 @@ async def test_demo_pageview_shows_in_tail_with_every_field(tmp_path: Path) -> N
     data = str(tmp_path / "data")
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy.cli", "demo", "--listen", f"127.0.0.1:{port}",
-         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", data],  # fmt: skip
+         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", data, "--traffic", "off"],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
