@@ -1,4 +1,4 @@
-"""Query API v1 (JSON over HTTP); the dashboard is :mod:`collectors.dashboard`.
+"""Query API (JSON over HTTP) and the small HTML dashboard.
 
 Routes (all GET; ``site`` required; ``from``/``to`` ISO 8601 or Unix seconds,
 default the last 24 hours; a bad parameter → 400 ``{"error": "<param>: <why>"}``):
@@ -9,12 +9,14 @@ default the last 24 hours; a bad parameter → 400 ``{"error": "<param>: <why>"}
 - ``/api/v1/goals``             configured goals with attribution by channel and campaign
 - ``/api/v1/funnel``            ``funnel=NAME`` or ``steps=/a,/b`` of a configured funnel
 - ``/api/v1/pages/performance`` ``dimension=page|utm_campaign``, ``limit=``
+- ``/dashboard``                static HTML calling the API
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -30,6 +32,7 @@ METRICS = ("pageviews", "visitors", "sessions", "bounce_rate", "views_per_sessio
            "avg_session_seconds", "requests", "errors", "bot_hits")  # fmt: skip
 MAX_POINTS = 1500
 QUERY_KEY = web.AppKey("footfall_query", Query)
+_DASHBOARD = Path(__file__).with_name("dashboard.html")
 
 
 class BadParam(ValueError):
@@ -164,6 +167,10 @@ async def pages_performance(request: web.Request) -> dict[str, Any]:
     return {"site": site, "dimension": dim, "results": results}
 
 
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(_DASHBOARD, headers={"Cache-Control": "no-cache"})
+
+
 def add_routes(app: web.Application, query: Query) -> None:
     app[QUERY_KEY] = query
     app.router.add_get("/api/v1/stats", stats)
@@ -172,3 +179,4 @@ def add_routes(app: web.Application, query: Query) -> None:
     app.router.add_get("/api/v1/goals", goals)
     app.router.add_get("/api/v1/funnel", funnel)
     app.router.add_get("/api/v1/pages/performance", pages_performance)
+    app.router.add_get("/dashboard", dashboard)

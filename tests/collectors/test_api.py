@@ -81,3 +81,6 @@ async def test_endpoints_answer_json(api: str) -> None:
             assert [g["goal"] for g in (await resp.json())["results"]] == ["buy", "pricing"]
         async with http.get(f"{api}/api/v1/pages/performance?{rng}") as resp:
             assert (await resp.json())["results"][0]["value"] == "/blog/{slug}"
+        async with http.get(f"{api}/dashboard") as resp:
+            assert resp.status == 200
+            assert "/api/v1/stats" in await resp.text()
