@@ -4,14 +4,16 @@
 - ``events``            stream entry → event v1 dict (or a dead-letter reason); dimensions
 - ``runtime``           the consumer-group loop: read, claim, dead-letter, apply + ack
 - ``runtime_metrics``   lag, pending, processed/failed/dead-lettered, trim-gap metrics
-- ``analytics/``        marketing aggregates in Redis:
-    - ``keys``          key layout, time buckets, range covers (pure)
-    - ``matcher``       goal and funnel-step matching (pure)
-    - ``aggregate``     batch → compact delta (pure)
-    - ``apply.lua``     the one atomic script: dedupe, sessions, deltas, XACK
-    - ``store``         the analytics sink (runs the script)
-    - ``query``         reading the aggregates
+- ``analytics/``        the event store (ClickHouse dialect: chDB embedded, or a server):
+    - ``config``        the ``[analytics]`` table → :class:`StoreSettings` (store URL, caps, TTL)
+    - ``schema``        events table DDL, cluster variants, ``create_all``
+    - ``engine``        the Engine protocol and chDB; ``clickhouse`` the server engine
+    - ``rows``          event v1 ↔ events-table row (pure)
+    - ``store``         the process's store: opened once, called from worker threads
+    - ``loader``        the ``analytics`` group's sink: dedupe on id, insert, then XACK
+    - ``export``        raw events out in pages; JSON lines, CSV, Parquet
+    - ``importer``      ``footfall import``: JSON lines → the stream, paced by the loader
 - ``performance``       Prometheus metrics from the stream (histograms, errors, Apdex)
-- ``api``               ``/api/v1/*`` query API and ``/dashboard`` (``dashboard.html``)
+- ``api``               ``/api/v2/*`` routes on the admin listener (export; the query API)
 - ``service``           :class:`CollectorService` and :func:`serve` for the CLI
 """

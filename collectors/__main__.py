@@ -2,7 +2,9 @@
 
 A bare entry point for running collectors without the ``footfall`` CLI (used by
 the crash test to run a collector it can SIGKILL); settings are the defaults
-plus ``FOOTFALL_COLLECTOR_CLAIM_IDLE_MS`` and ``FOOTFALL_COLLECTOR_BATCH_SIZE``.
+plus ``FOOTFALL_COLLECTOR_CLAIM_IDLE_MS`` and ``FOOTFALL_COLLECTOR_BATCH_SIZE``; the
+store is ``FOOTFALL_DATA_DIR`` (default ``./footfall-data``) or ``FOOTFALL_STORE_URL``,
+with ``FOOTFALL_STORE_BATCH_SIZE`` and ``FOOTFALL_STORE_FLUSH_SECONDS``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import sys
 
+from collectors.analytics import config
 from collectors.service import serve
 from collectors.settings import parse
 
@@ -28,12 +31,19 @@ def main(argv: list[str]) -> None:
             raw[key] = int(env)
     errors: list[str] = []
     settings = parse(raw, errors)
+    store_raw = {key: os.environ[f"FOOTFALL_STORE_{key.upper()}"]
+                 for key in ("url", "batch_size", "flush_seconds") if os.environ.get(f"FOOTFALL_STORE_{key.upper()}")}
+    if "url" in store_raw:
+        store_raw["store_url"] = store_raw.pop("url")
+    store = config.parse(store_raw, errors)
     if errors:
         sys.exit("\n".join(errors))
     kinds = frozenset({"analytics", "performance"} if which == "all" else {which})
     logging.basicConfig(level=logging.INFO)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(url, "footfall:events", settings, kinds, host, int(port)))
+        data_dir = os.environ.get("FOOTFALL_DATA_DIR", "./footfall-data")
+        asyncio.run(serve(url, "footfall:events", settings, kinds, host, int(port),
+                          store_settings=store, data_dir=data_dir))  # fmt: skip
 
 
 if __name__ == "__main__":

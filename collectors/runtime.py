@@ -15,7 +15,12 @@ succeeded). The loop:
 5. on a Redis error the batch stays pending (claimed again later) and the loop
    backs off; it never exits on a bad entry.
 
-A :class:`StagedSink` (analytics) is pipelined: the loop reads batch N+1, sends
+A :class:`BatchingSink` (the analytics loader) sets its own batch size and a
+fill time: a read that returns fewer entries keeps reading until the batch is
+full or ``flush_seconds`` passed since the first entry, so a quiet stream still
+makes few, large applies (each insert is a part the store merges later).
+
+A :class:`StagedSink` is pipelined: the loop reads batch N+1, sends
 batch N's apply, then prepares N+1 in Python while Redis runs N, and awaits N's
 reply before sending N+1. Applies stay one at a time and in order, each still
 acking only its own entries, so the guarantees above are unchanged; a crash can
@@ -56,6 +61,14 @@ class Sink(Protocol):
 
 
 @runtime_checkable
+class BatchingSink(Sink, Protocol):
+    """A sink that wants batches of ``batch_size`` entries, or what came in ``flush_seconds``."""
+
+    batch_size: int
+    flush_seconds: float
+
+
+@runtime_checkable
 class StagedSink(Sink, Protocol):
     """A sink whose apply splits into pure preparation and one Redis round trip."""
 
@@ -93,6 +106,8 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
+        self._count_per_read = sink.batch_size if isinstance(sink, BatchingSink) else settings.batch_size
+        self._fill_seconds = sink.flush_seconds if isinstance(sink, BatchingSink) else 0.0
 
     async def ensure_group(self) -> None:
         try:
@@ -186,11 +201,29 @@ class Consumer:
             claimed = await self._claim()
             if claimed:
                 return claimed
+        count = self._count_per_read
         reply: Any = await self.redis.xreadgroup(
             self.group, self.name, {self.stream_key: ">"},
-            count=self.settings.batch_size, block=self.settings.block_ms if block else None,
+            count=count, block=self.settings.block_ms if block else None,
         )  # fmt: skip
-        return list(reply[0][1]) if reply else []
+        entries = list(reply[0][1]) if reply else []
+        if entries and self._fill_seconds and len(entries) < count:
+            await self._fill(entries, count)
+        return entries
+
+    async def _fill(self, entries: list[tuple[Any, Any]], count: int) -> None:
+        """Read on until ``count`` entries or ``flush_seconds`` after the first (BatchingSink)."""
+        deadline = time.monotonic() + self._fill_seconds
+        while len(entries) < count and not self._stopping.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return
+            reply: Any = await self.redis.xreadgroup(
+                self.group, self.name, {self.stream_key: ">"},
+                count=count - len(entries), block=min(left_ms, self.settings.block_ms),
+            )  # fmt: skip
+            if reply:
+                entries.extend(reply[0][1])
 
     async def _claim(self) -> list[tuple[Any, Any]]:
         """Dead-letter over-delivered idle entries, then XAUTOCLAIM the other idle ones."""

@@ -1,9 +1,14 @@
-"""CollectorService: the collectors of one process, their metrics and their HTTP routes.
+"""CollectorService: the collectors of one process, their store, metrics and HTTP routes.
 
 ``footfall collect`` calls :func:`serve` (own admin listener with ``/metrics``,
 ``/healthz`` and the API); ``footfall run`` builds a :class:`CollectorService`,
 ``await start()``, mounts ``registry`` and ``add_routes(app)`` on its admin app,
 and ``await stop()`` at shutdown.
+
+With the ``analytics`` group the service opens the event store once for the
+process (:attr:`CollectorService.store`): the loader writes through it and the
+``/api/v2/*`` handlers read through it. The embedded store admits one process,
+so nothing else in the process opens it again.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,9 +27,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from collectors import api, dashboard
-from collectors.analytics.keys import prefix_for
-from collectors.analytics.query import Query
-from collectors.analytics.store import AnalyticsSink
+from collectors.analytics.config import StoreSettings
+from collectors.analytics.loader import StoreLoader
+from collectors.analytics.store import Store, open_store_async
 from collectors.dashboard import SiteInfo
 from collectors.performance import PerformanceSink
 from collectors.runtime import Consumer, Sink
@@ -50,34 +56,53 @@ class CollectorService:
         settings: CollectorSettings,
         which: frozenset[str],
         consumer: str,
+        *,
+        store_settings: StoreSettings | None = None,
+        data_dir: Path | str = "./footfall-data",
+        store: Store | None = None,
     ) -> None:
+        """``store``: an already open store to use (and not close); otherwise the
+        analytics group opens one from ``store_settings`` in :meth:`start`."""
         unknown = which - KINDS
         if unknown or not which:
             raise ValueError(f"which: must be a non-empty subset of {sorted(KINDS)}")
         self.stream_key = stream_key
         self.settings = settings
+        self.store_settings = store_settings or (store.settings if store else StoreSettings())
+        self.data_dir = Path(data_dir)
         self.which = which
+        self.consumer_name = consumer
         self.registry = CollectorRegistry()
         self.metrics = RuntimeMetrics(self.registry)
         self.redis: aioredis.Redis = aioredis.Redis.from_url(
             redis_url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30
         )
-        self.query = Query(self.redis, prefix_for(stream_key), settings)
-        self.sinks: list[Sink] = []
-        if "analytics" in which:
-            self.sinks.append(AnalyticsSink(self.redis, stream_key, settings))
-        if "performance" in which:
-            self.sinks.append(PerformanceSink(self.redis, stream_key, settings).register(self.registry))
-        self.consumers = [
-            Consumer(self.redis, stream_key, sink, settings, consumer, self.metrics)
-            for sink in self.sinks
-        ]
+        self.store: Store | None = store
+        self._owns_store = store is None
+        self.performance = (
+            PerformanceSink(self.redis, stream_key, settings).register(self.registry)
+            if "performance" in which
+            else None
+        )
+        self.consumers: list[Consumer] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._monitor: asyncio.Task[None] | None = None
         self._stop_monitor = asyncio.Event()
 
     async def start(self) -> None:
-        """Create the groups and start one consumer task per group plus the sampler."""
+        """Open the store (analytics), create the groups, start one consumer task per
+        group plus the sampler."""
+        sinks: list[Sink] = []
+        if "analytics" in self.which:
+            if self.store is None:
+                self.store = await open_store_async(self.store_settings, self.data_dir)
+            sinks.append(StoreLoader(self.redis, self.stream_key, self.store))
+        if self.performance is not None:
+            sinks.append(self.performance)
+        self.consumers = [
+            Consumer(self.redis, self.stream_key, sink, self.settings, self.consumer_name, self.metrics)
+            for sink in sinks
+        ]
         for c in self.consumers:
             await c.ensure_group()
             self._tasks.append(spawn(c.run(), name=f"collector-{c.group}"))
@@ -90,7 +115,7 @@ class CollectorService:
         log.info("collectors %s consuming %s", ",".join(groups), self.stream_key)
 
     async def stop(self) -> None:
-        """Finish the batches in hand (applied and acked), then close the connection."""
+        """Finish the batches in hand (stored and acked), then close the connection and the store."""
         for c in self.consumers:
             c.stop()
         if self._tasks:
@@ -103,15 +128,18 @@ class CollectorService:
             await asyncio.wait([self._monitor], timeout=STOP_TIMEOUT)
         self._tasks.clear()
         await self.redis.aclose()
+        if self.store is not None and self._owns_store:
+            await self.store.aclose()
+            self.store = None
 
     @property
     def healthy(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     def add_routes(self, app: web.Application, hosts: Sequence[str] = ()) -> None:
-        """The query API and ``/dashboard`` on ``app``; ``hosts`` are sites the
-        dashboard lists first (the proxy's upstream hosts)."""
-        api.add_routes(app, self.query)
+        """The ``/api/v2/*`` routes (they reach the store through this service) and
+        ``/dashboard`` on ``app``; ``hosts`` are sites the dashboard lists first."""
+        api.add_routes(app, self)
         dashboard.add_routes(app, self.settings, [SiteInfo(h) for h in hosts])
 
 
@@ -122,11 +150,17 @@ async def serve(
     which: frozenset[str],
     admin_host: str,
     admin_port: int,
+    *,
+    store_settings: StoreSettings | None = None,
+    data_dir: Path | str = "./footfall-data",
     token: str = "",
 ) -> None:
     """Run the collectors with their own admin listener until cancelled; ``token``
     is ``admin.token`` (see :mod:`proxy.auth`)."""
-    service = CollectorService(redis_url, stream_key, settings, which, default_consumer_name())
+    service = CollectorService(
+        redis_url, stream_key, settings, which, default_consumer_name(),
+        store_settings=store_settings, data_dir=data_dir,
+    )  # fmt: skip
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(service.registry)

@@ -3,14 +3,9 @@
 Shape of the raw mapping (TOML)::
 
     [collectors]
-    batch_size = 500              # entries per XREADGROUP / per atomic apply
+    batch_size = 500              # entries per XREADGROUP (performance; the loader: [analytics])
     claim_idle_ms = 60000         # pending this long → another consumer claims it
     max_deliveries = 5            # deliveries before an entry goes to the dead letter
-    minute_retention_hours = 48   # minute buckets kept this long
-    hour_retention_days = 90
-    day_retention_days = 730
-    session_ttl_seconds = 7200    # session state kept after its last pageview
-    dedupe_window_seconds = 3600  # event ids remembered for de-duplication
     apdex_threshold_ms = 500      # Apdex T; errors count as frustrated
     apdex_window_seconds = 300    # sliding window of the Apdex gauge
     top_routes = 500              # route label values per metric before "other"
@@ -93,30 +88,14 @@ class CollectorSettings:
     claim_idle_ms: int = 60_000
     max_deliveries: int = 5
     dead_letter_maxlen: int = 100_000
-    minute_retention_hours: int = 48
-    hour_retention_days: int = 90
-    day_retention_days: int = 730
-    session_ttl_seconds: int = 7200
-    dedupe_window_seconds: int = 3600
-    live_window_seconds: int = 300
     apdex_threshold_ms: float = 500.0
     apdex_window_seconds: int = 300
     top_routes: int = 500
     top_sites: int = 100
 
-    def retention_seconds(self) -> dict[str, int]:
-        """Retention per bucket resolution (``m``, ``h``, ``d``)."""
-        return {
-            "m": self.minute_retention_hours * 3600,
-            "h": self.hour_retention_days * 86400,
-            "d": self.day_retention_days * 86400,
-        }
-
 
 _INT_KEYS = (
     "batch_size", "block_ms", "claim_idle_ms", "max_deliveries", "dead_letter_maxlen",
-    "minute_retention_hours", "hour_retention_days", "day_retention_days",
-    "session_ttl_seconds", "dedupe_window_seconds", "live_window_seconds",
     "apdex_window_seconds", "top_routes", "top_sites",
 )  # fmt: skip
 _FLOAT_KEYS = ("apdex_threshold_ms",)

@@ -6,6 +6,9 @@
     footfall demo  (proxy's flags)       a bundled demo site as upstream, plus run
     footfall collect [analytics|performance|all] [--redis-url] [--admin-listen] ...
     footfall tail [--from-start] [--count N]
+    footfall import FILE|-               events v1 (JSON lines) → the stream → the store
+    footfall export --site S --from DATE --to DATE [--format jsonl|csv|parquet] [-o FILE]
+    footfall analytics-schema [--cluster NAME]   the store's DDL
     footfall check-config FILE
 
 Flags override ``FOOTFALL_*`` environment variables, which override the file.
@@ -50,14 +53,23 @@ def _proxy_flags(p: argparse.ArgumentParser, upstream_required: bool) -> None:
     _common(p)
 
 
+def _store_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store-url", metavar="URL",
+        help="analytics store: clickhouse://[user:pass@]host:8123/db; default: embedded chDB in the data dir",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="footfall", description="Server-side behavioral tracking proxy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _proxy_flags(sub.add_parser("proxy", help="run the tracking reverse proxy"), True)
-    _proxy_flags(sub.add_parser("run", help="run the proxy and all collectors"), True)
-    demo = sub.add_parser("demo", help="run a demo site behind the proxy, with collectors")
-    _proxy_flags(demo, False)
-    demo.add_argument(
+    for name, text, required in (("run", "run the proxy and all collectors", True),
+                                 ("demo", "run a demo site behind the proxy, with collectors", False)):  # fmt: skip
+        serving = sub.add_parser(name, help=text)
+        _proxy_flags(serving, required)
+        _store_flag(serving)
+    sub.choices["demo"].add_argument(
         "--traffic", choices=["on", "off"], default="on",
         help="simulated visitors through the proxy, a few requests per second (default on)",
     )  # fmt: skip
@@ -65,6 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("which", nargs="?", default="all", choices=["analytics", "performance", "all"])
     collect.add_argument("--admin-listen", metavar="HOST:PORT", help="API and /metrics (default 127.0.0.1:9109)")
     _common(collect)
+    _store_flag(collect)
+    imp = sub.add_parser("import", help="publish events v1 (JSON lines) to the stream for the store")
+    imp.add_argument("file", metavar="FILE|-")
+    _common(imp)
+    _store_flag(imp)
+    exp = sub.add_parser("export", help="write a site's raw events from the store")
+    exp.add_argument("--site", required=True, metavar="HOST")
+    exp.add_argument("--from", dest="start", required=True, metavar="DATE", help="YYYY-MM-DD or ISO 8601 (UTC)")
+    exp.add_argument("--to", dest="end", required=True, metavar="DATE", help="inclusive day, or ISO 8601 instant")
+    exp.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "parquet"])
+    exp.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    exp.add_argument("--admin-url", action="append", metavar="URL",
+                     help="admin API of the process holding the store (default: the admin_listen "
+                          "setting, then http://127.0.0.1:9109)")  # fmt: skip
+    _common(exp)
+    _store_flag(exp)
+    ddl = sub.add_parser("analytics-schema", help="print the event store's DDL")
+    ddl.add_argument("--cluster", metavar="NAME", help="ON CLUSTER, Replicated*MergeTree and Distributed")
+    _common(ddl)
+    _store_flag(ddl)
     tail = sub.add_parser("tail", help="print events from the stream as JSON lines")
     tail.add_argument("--from-start", action="store_true", help="begin at the oldest event in the stream")
     tail.add_argument("--count", type=int, default=0, metavar="N", help="exit after N events")
@@ -83,15 +115,18 @@ def load_settings(args: argparse.Namespace) -> Settings:
         "tracking": getattr(args, "tracking", None),
         "redis.url": args.redis_url,
         "data_dir": args.data_dir,
+        "analytics.store_url": getattr(args, "store_url", None),
     }
     return settings_mod.load(args.config, overrides)
 
 
 def _check_collectors(settings: Settings) -> None:
+    from collectors.analytics import config
     from collectors.settings import parse
 
     errors: list[str] = []
     parse(settings.collectors, errors)
+    config.parse(settings.analytics, errors)
     if errors:
         raise ConfigError(errors)
 
@@ -112,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = load_settings(args)
-        if args.command in ("run", "demo", "collect"):
+        if args.command in ("run", "demo", "collect", "import", "export", "analytics-schema"):
             _check_collectors(settings)
     except ConfigError as exc:
         _config_error(exc)
@@ -126,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(tail(settings, from_start=args.from_start, count=args.count))
     if args.command == "collect":
         return _collect(settings, args)
+    if args.command in ("import", "export", "analytics-schema"):
+        return _transfer(settings, args)
     from proxy.runner import Plan, run
 
     collectors = frozenset() if args.command == "proxy" else frozenset({"analytics", "performance"})
@@ -137,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _collect(settings: Settings, args: argparse.Namespace) -> int:
     from collectors.service import serve
     from collectors.settings import parse
+    from collectors.transfer import store_settings
     from proxy.runner import install_uvloop, resolve_redis
 
     errors: list[str] = []
@@ -148,21 +186,39 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     which = frozenset({"analytics", "performance"}) if args.which == "all" else frozenset({args.which})
     csettings = parse(settings.collectors, [])
+    store = store_settings(settings.analytics)
     install_uvloop()
     redis_url, embedded = resolve_redis(settings)
     try:
-        asyncio.run(
-            serve(
-                redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port,
-                settings.admin.token,
-            )
-        )
+        asyncio.run(serve(redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port,
+                          store_settings=store, data_dir=settings.data_dir, token=settings.admin.token))  # fmt: skip
     except KeyboardInterrupt:
         pass
     finally:
         if embedded is not None and not embedded.shared:
             embedded.stop()
     return 0
+
+
+def _transfer(settings: Settings, args: argparse.Namespace) -> int:
+    from collectors import transfer
+
+    store = transfer.store_settings(settings.analytics)
+    if args.command == "analytics-schema":
+        return transfer.print_schema(store, args.cluster)
+    if args.command == "export":
+        admin = settings.admin_listen
+        urls = args.admin_url or [f"http://{admin}", "http://127.0.0.1:9109"]
+        return transfer.run_export(store, settings.data_dir, urls, args.site, args.start, args.end,
+                                   args.format, args.output)  # fmt: skip
+    from proxy.runner import resolve_redis
+
+    redis_url, embedded = resolve_redis(settings)
+    try:
+        return transfer.run_import(redis_url, settings.redis.stream_key, settings.redis.stream_maxlen, store, args.file)
+    finally:
+        if embedded is not None and not embedded.shared:
+            embedded.stop()
 
 
 def _config_error(exc: ConfigError) -> None:

@@ -120,14 +120,16 @@ def _stop_event() -> asyncio.Event:
 async def _start_collectors(settings: Settings, plan: Plan, redis_url: str | None) -> Any:
     if not plan.collectors or redis_url is None:
         return None
+    from collectors.analytics import config
     from collectors.service import CollectorService
     from collectors.settings import parse
 
     errors: list[str] = []
     csettings = parse(settings.collectors, errors)
     service = CollectorService(
-        redis_url, settings.redis.stream_key, csettings, plan.collectors, consumer=f"run-{os.getpid()}"
-    )
+        redis_url, settings.redis.stream_key, csettings, plan.collectors, consumer=f"run-{os.getpid()}",
+        store_settings=config.parse(settings.analytics, errors), data_dir=settings.data_dir,
+    )  # fmt: skip
     await service.start()
     return service
 
@@ -173,8 +175,7 @@ def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) 
     admin = f"http://{settings.admin_listen.host}:{admin_port}"
     say(f"Metrics             {admin}/metrics")
     if plan.collectors:
-        say(f"Dashboard           {admin}/dashboard")
-        say(f"Analytics API       {admin}/api/v1/stats?site={host}")
+        say(f"Analytics API       {admin}/api/v2/query (POST)")
     say(f"Events              footfall tail --data-dir {settings.data_dir}")
 
 

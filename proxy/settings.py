@@ -4,8 +4,9 @@ Precedence: command-line flags > ``FOOTFALL_*`` environment variables > config f
 (TOML) > defaults. Every error names its key path (``upstreams[0].url: not a URL``)
 and all errors are reported together in one :class:`ConfigError`.
 
-The ``[collectors]`` table is kept raw here and validated by
-``collectors.settings``; the proxy never imports the collectors.
+The ``[collectors]`` and ``[analytics]`` tables are kept raw here and validated by
+``collectors.settings`` and ``collectors.analytics.config``; the proxy never
+imports the collectors.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class Settings:
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     collectors: Mapping[str, Any] = field(default_factory=dict)  # validated by collectors
+    analytics: Mapping[str, Any] = field(default_factory=dict)  # the event store; validated by collectors
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -170,6 +172,10 @@ ENV_KEYS: dict[str, str] = {
     "FOOTFALL_IDENTITY_MODE": "identity.mode",
     "FOOTFALL_COOKIE_SECRET": "identity.cookie_secret",
     "FOOTFALL_ADMIN_TOKEN": "admin.token",
+    "FOOTFALL_STORE_URL": "analytics.store_url",
+    "FOOTFALL_STORE_TTL_DAYS": "analytics.ttl_days",
+    "FOOTFALL_STORE_MAX_THREADS": "analytics.max_threads",
+    "FOOTFALL_STORE_MAX_MEMORY_USAGE": "analytics.max_memory_usage",
 }
 
 
@@ -228,7 +234,7 @@ def parse(raw: Mapping[str, Any], errors: list[str]) -> Settings:
         parser = _TOP_PARSERS.get(f.name)
         if parser is not None:
             parsed = parser(value, f.name, errors)
-        elif f.name == "collectors":
+        elif f.name in ("collectors", "analytics"):
             parsed = value if isinstance(value, Mapping) else None
             if parsed is None:
                 _err(errors, f.name, "must be a table")

@@ -100,3 +100,51 @@ async def proxy_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield make
     for worker in workers:
         await worker.stop(grace=1.0)
+
+
+# --- the event store: one real chDB path per pytest process, a database per test --------
+
+import uuid  # noqa: E402
+
+from collectors.analytics.config import StoreSettings  # noqa: E402
+from collectors.analytics.engine import ChdbEngine  # noqa: E402
+from collectors.analytics.store import Store  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def chdb_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChdbEngine, ChdbEngine]]:
+    """A reader and a writer session on one chDB path, for the whole run.
+
+    chDB holds one path per process at a time (PERF-NOTES.md), so in-process tests
+    never open a store of their own: they take :func:`store`, a database on this path.
+    """
+    path = tmp_path_factory.mktemp("chdb") / "analytics"
+    reader, writer = ChdbEngine(path), ChdbEngine(path)
+    yield reader, writer
+    writer.close()
+    reader.close()
+
+
+@pytest.fixture
+def store_factory(chdb_engines: tuple[ChdbEngine, ChdbEngine]) -> Iterator[Callable[..., Store]]:
+    """``make(**StoreSettings fields)`` → a :class:`Store` on its own fresh database."""
+    made: list[Store] = []
+
+    def make(**fields: Any) -> Store:
+        reader, writer = chdb_engines
+        store = Store(reader, StoreSettings(**fields), writer=writer, db=f"t_{uuid.uuid4().hex[:12]}")
+        store.owns_engines = False
+        store.create()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+        chdb_engines[0].command(f"DROP DATABASE IF EXISTS {store.db}")
+
+
+@pytest.fixture
+def store(store_factory: Callable[..., Store]) -> Store:
+    """A store on a fresh database; the loader flushes partial batches after 0.1 s."""
+    return store_factory(flush_seconds=0.1, batch_size=1000)

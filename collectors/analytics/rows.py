@@ -1,7 +1,13 @@
 """Event v1 dict → one ``JSONEachRow`` line of the events table (schema.py), and back.
 
-Pure. Nested objects are flattened into the table's prefixed columns; absent strings
-become ``''`` and absent measures ``null`` (see schema.py). Unknown fields are ignored,
+Pure. :func:`from_row` rebuilds the event v1 of a stored row (export): every v1
+field comes back, with the store's precision — ``ts`` to the millisecond,
+measures as 32-bit floats — and its normal forms: an absent string is ``null``,
+an absent or direct referrer is ``{"medium": "direct"}``, empty nested objects
+and absent optional fields (``vitals``, ``name``, ``props``, ...) are left out.
+
+:func:`to_row`: nested objects are flattened into the table's prefixed columns;
+absent strings become ``''`` and absent measures ``null`` (see schema.py). Unknown fields are ignored,
 so a newer proxy's additive fields never break an older loader.
 """
 
@@ -92,3 +98,42 @@ def to_row(event: Event) -> dict[str, Any]:
 
 def to_json_row(event: Event) -> bytes:
     return orjson.dumps(to_row(event))
+
+
+_OPTIONAL_STR = ("route", "content_type", "visitor", "session", "bot_name", "ip", "country", "error", "page_id")
+
+
+def _nested(row: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    return {field: row[column] for field, column in columns if row.get(column)}
+
+
+def from_row(row: dict[str, Any]) -> Event:
+    """The event v1 of a stored row (``row`` keyed by column name, ``ts`` in seconds)."""
+    event: Event = {"v": 1, "id": row["id"], "ts": row["ts"], "site": row["site"]}
+    for key in _STR:
+        value = row.get(key) or ""
+        if key in _OPTIONAL_STR:
+            event[key] = value or None
+        elif value or key != "name":  # `name` belongs to custom and click events only
+            event[key] = value
+    nested = dict(_NESTED)
+    referrer = _nested(row, nested["referrer"])
+    event["referrer"] = referrer or {"medium": "direct"}
+    event["utm"] = _nested(row, nested["utm"])
+    event["ua"] = _nested(row, nested["ua"])
+    event["query"] = dict(row.get("query") or {})
+    for key in ("status", "bytes_out", "duration_ms", "upstream_ms"):
+        event[key] = row.get(key)
+    for key in ("new_visitor", "new_session", "bot"):
+        event[key] = bool(row.get(key))
+    if row.get("bot_score"):
+        event["bot_score"] = row["bot_score"]
+    vitals = {key: row[key] for key in _VITALS if row.get(key) is not None}
+    if vitals:
+        event["vitals"] = vitals
+    for key in ("engaged_ms", "scroll_depth"):
+        if row.get(key) is not None:
+            event[key] = row[key]
+    if row.get("props"):
+        event["props"] = dict(row["props"])
+    return event

@@ -22,6 +22,11 @@ variants (``ON CLUSTER``, ``Replicated*``, ``Distributed``) come from one place.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collectors.analytics.engine import Engine
+
 # (column, ClickHouse type). Order is the insert order of the loader.
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "String CODEC(ZSTD(1))"),
@@ -82,7 +87,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 EVENT_COLUMN_NAMES = tuple(name for name, _ in EVENT_COLUMNS)
 DEFAULT_TTL_DAYS = 730
 
-_EVENTS = """CREATE TABLE IF NOT EXISTS {db}.events{on_cluster} (
+_EVENTS = """CREATE TABLE IF NOT EXISTS {db}.{table}{on_cluster} (
 {columns}
 ) ENGINE = {engine}
 PARTITION BY toYYYYMM(ts)
@@ -91,13 +96,57 @@ TTL toDateTime(ts) + INTERVAL {ttl_days} DAY
 SETTINGS index_granularity = 8192"""
 
 
-def events_ddl(db: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | None = None) -> str:
+def events_ddl(
+    db: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | None = None, table: str = "events"
+) -> str:
     """``CREATE TABLE`` for the events table; with ``cluster``, the replicated local table."""
     columns = ",\n".join(f"    {name} {kind}" for name, kind in EVENT_COLUMNS)
     on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
     engine = (
-        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/events', '{replica}')"
+        f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}')"
         if cluster
         else "ReplacingMergeTree"
     )
-    return _EVENTS.format(db=db, on_cluster=on_cluster, columns=columns, engine=engine, ttl_days=int(ttl_days))
+    return _EVENTS.format(
+        db=db, table=table, on_cluster=on_cluster, columns=columns, engine=engine, ttl_days=int(ttl_days)
+    )
+
+
+def database_ddl(db: str, *, cluster: str | None = None) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {db}" + (f" ON CLUSTER {cluster}" if cluster else "")
+
+
+def distributed_ddl(db: str, cluster: str, *, table: str = "events", local: str = "events_local") -> str:
+    """The cluster-wide ``events`` table over every shard's ``events_local``.
+
+    Sharded by visitor so that a visitor's events (and so their sessions) live on
+    one shard; queries and the loader's inserts go to this table.
+    """
+    return (
+        f"CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{local}\n"
+        f"ENGINE = Distributed({cluster}, {db}, {local}, cityHash64(visitor))"
+    )
+
+
+def create_statements(db: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | None = None) -> list[str]:
+    """Every statement that creates (or completes) the store, in order; all idempotent.
+
+    Embedded and single server: the database and ``events``. Cluster: the database
+    on every node, the replicated ``events_local`` and the ``Distributed`` ``events``
+    over it. Derived tables (sessions, rollups) append their statements here.
+    """
+    if cluster:
+        return [
+            database_ddl(db, cluster=cluster),
+            events_ddl(db, ttl_days=ttl_days, cluster=cluster, table="events_local"),
+            distributed_ddl(db, cluster),
+        ]
+    return [database_ddl(db), events_ddl(db, ttl_days=ttl_days)]
+
+
+def create_all(
+    engine: Engine, db: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | None = None
+) -> None:
+    """Create or complete the store's tables (the one migration entry point)."""
+    for statement in create_statements(db, ttl_days=ttl_days, cluster=cluster):
+        engine.command(statement)

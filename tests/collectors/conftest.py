@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from collectors.analytics.store import Store
 from collectors.service import CollectorService
 from collectors.settings import CollectorSettings, parse
 from proxy.stream.embedded import EmbeddedRedis
@@ -53,9 +54,20 @@ async def drained(redis: aioredis.Redis, groups: tuple[str, ...], timeout: float
 ServiceFactory = Callable[..., Coroutine[Any, Any, CollectorService]]
 
 
+def count(store: Store, where: str = "1") -> int:
+    """Events in the test's store (each id once: what every metric counts)."""
+    return int(store.engine.query(f"SELECT uniqExact(id) FROM {store.events} WHERE {where}")[0][0])
+
+
+def rows(store: Store) -> int:
+    """Stored rows, duplicates included (before the ReplacingMergeTree merges them)."""
+    return int(store.engine.query(f"SELECT count() FROM {store.events}")[0][0])
+
+
 @pytest.fixture
-async def start_service(redis_server: EmbeddedRedis) -> AsyncIterator[ServiceFactory]:
-    """Start CollectorServices on the test's Redis; all are stopped at teardown."""
+async def start_service(redis_server: EmbeddedRedis, store: Store) -> AsyncIterator[ServiceFactory]:
+    """Start CollectorServices on the test's Redis and the test's store; all are
+    stopped at teardown."""
     services: list[CollectorService] = []
 
     async def start(
@@ -63,7 +75,7 @@ async def start_service(redis_server: EmbeddedRedis) -> AsyncIterator[ServiceFac
         consumer: str = "c1",
         **overrides: Any,
     ) -> CollectorService:
-        service = CollectorService(redis_server.url, STREAM, settings(**overrides), which, consumer)
+        service = CollectorService(redis_server.url, STREAM, settings(**overrides), which, consumer, store=store)
         await service.start()
         services.append(service)
         return service

@@ -1,22 +1,26 @@
 """Issue #4's acceptance test: a known population through the real proxy, the real
-collectors on the real stream, and the exact numbers out of the HTTP API and Prometheus.
+collectors on the real stream, and the exact numbers out of the store and Prometheus.
 
 Everything is real and on loopback: a small shop (aiohttp) as upstream, the proxy
-(``proxy_factory``) publishing to a real Redis, a CollectorService (analytics and
-performance) consuming that stream in small batches while the traffic flows, and
-its query API served over HTTP. Expected numbers come from
+(``proxy_factory``) publishing to a real Redis, a CollectorService (analytics
+loader and performance) consuming that stream while the traffic flows, the real
+chDB store and its export API served over HTTP. Expected numbers come from
 :mod:`tests.collectors.e2e_population`, derived from the population definition.
+(Metric-level exactness of the query API: tests/collectors/query/.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -167,14 +171,14 @@ class Run:
     model: Model
     spans: list[list[float]]  # per visitor of POPULATION, per session: wall-clock seconds
 
-    async def get(self, path: str, **params: str) -> Any:
-        async with self.http.get(f"{self.api}/api/v1/{path}", params={**self.window, **params}) as resp:
+    async def export(self) -> list[dict[str, Any]]:
+        async with self.http.get(f"{self.api}/api/v2/export", params={**self.window, "format": "jsonl"}) as resp:
             assert resp.status == 200, await resp.text()
-            return await resp.json()
+            return [orjson.loads(line) for line in (await resp.read()).splitlines()]
 
 
 @pytest.fixture
-async def run(upstream_factory, proxy_factory, redis_server, redis_client) -> AsyncIterator[Run]:
+async def run(upstream_factory, proxy_factory, redis_server, redis_client, store) -> AsyncIterator[Run]:
     """Shop, proxy and collectors up; the whole population driven through the proxy and
     consumed by both groups (consuming while the traffic flows)."""
     upstream = await upstream_factory(shop())
@@ -190,7 +194,8 @@ async def run(upstream_factory, proxy_factory, redis_server, redis_client) -> As
     settings = parse(proxy.settings.collectors, errors)  # as `footfall run` does
     assert errors == []
     stream = proxy.settings.redis.stream_key
-    service = CollectorService(redis_server.url, stream, settings, frozenset({"analytics", "performance"}), "e2e")
+    service = CollectorService(redis_server.url, stream, settings, frozenset({"analytics", "performance"}), "e2e",
+                               store=store)  # fmt: skip
     await service.start()
     try:
         app = web.Application()
@@ -203,59 +208,29 @@ async def run(upstream_factory, proxy_factory, redis_server, redis_client) -> As
         await until_stream_holds(redis_client, stream, len(model.evs))
         await drained(redis_client, ("analytics", "performance"))
         assert await redis_client.xlen(stream) == len(model.evs)  # one event per request, no more
-        window = {"site": SITE, "from": str(int(started) - 60), "to": str(int(time.time()) + 60)}
+        day = datetime.fromtimestamp(started - 60, UTC).date().isoformat()
+        window = {"site": SITE, "from": day, "to": datetime.fromtimestamp(time.time() + 60, UTC).date().isoformat()}
         async with aiohttp.ClientSession() as http:
             yield Run(service, http, api, window, model, spans)
     finally:
         await service.stop()
 
 
-async def test_api_reports_the_population_exactly(run: Run) -> None:
+async def test_the_store_holds_every_event_once(run: Run) -> None:
+    """Every request is one stored event (bots and opted-out visitors included): the
+    same series the performance group counts, from the export of the store."""
     model = run.model
-    stats = await run.get("stats")
-    expected = model.stats()
-    assert {k: stats[k] for k in expected} == expected
-    assert_unique(stats["visitors"], model.visitors())
-    session_spans = [s for v, ss in zip(POPULATION, run.spans, strict=True)
-                     if not (v.agent.bot or v.gpc) for s in ss]  # fmt: skip
-    # event time is wall time: a session lasts at least its clicks' reading time and at
-    # most what the browser measured around it (the API rounds to 0.1 s)
-    least = THINK * sum(len(pvs) - 1 for pvs in model.sessions.values()) / len(model.sessions)
-    most = sum(session_spans) / len(session_spans)
-    assert least - 0.05 <= stats["avg_session_seconds"] <= most + 0.05, (least, most)
-
-    for dim in ("channel", "referrer_source", "utm_campaign", "device", "browser", "page"):
-        got = (await run.get("breakdown", dimension=dim, limit="50"))["results"]
-        want = model.breakdown(dim)
-        assert [(r["value"], r["pageviews"], r["sessions"]) for r in got] == [w[:3] for w in want], dim
-        for r, w in zip(got, want, strict=True):
-            assert_unique(r["visitors"], w[3], (dim, r))
-    for dim in ("entry_page", "exit_page"):
-        got = (await run.get("breakdown", dimension=dim, limit="50"))["results"]
-        want = model.entry_exit(dim)
-        assert [(r["value"], r["sessions"], r.get("converted_sessions", 0)) for r in got] == [
-            (value, sessions, converted) for value, sessions, _, converted in want
-        ], dim
-        for r, w in zip(got, want, strict=True):
-            if dim == "entry_page":
-                assert_unique(r["visitors"], w[2], (dim, r))
-            else:  # see test_exit_page_visitors_follow_the_exit
-                assert w[2] <= r["visitors"] <= model.session_viewers(w[0]), (dim, r)
-
-    for got, want in zip((await run.get("goals"))["results"], model.goals(), strict=True):
-        assert_unique(got["converters"], want.pop("converters"), got["goal"])
-        assert {k: got[k] for k in want} == want
-        assert got["conversion_rate"] == round(got["converters"] / stats["visitors"], 4)
-
-    funnel = await run.get("funnel", funnel="checkout")
-    assert funnel["steps"] == model.funnel(FUNNELS[0]["steps"])
-
-    pct = ("p50_ms", "p75_ms", "p95_ms")
-    for dim in ("page", "utm_campaign"):
-        rows = (await run.get("pages/performance", dimension=dim, limit="50"))["results"]
-        assert [{k: v for k, v in r.items() if k not in pct} for r in rows] == model.performance(dim), dim
-        for r in rows:
-            assert 0 < r["p50_ms"] <= r["p75_ms"] <= r["p95_ms"] < 10_000, r
+    stored = await run.export()
+    assert len(stored) == len({e["id"] for e in stored}) == len(model.evs)
+    got = Counter((e["method"], e["status"], e["kind"], e["bot"]) for e in stored)
+    want = Counter((e.hit.method, e.hit.status, "pageview" if e.pageview else "request", e.agent.bot)
+                   for e in model.evs)  # fmt: skip
+    assert got == want
+    assert len({e["visitor"] for e in stored if e["kind"] == "pageview" and not e["bot"] and e["visitor"]}) == (
+        model.visitors()
+    )
+    assert sum(1 for e in stored if e["consent"] == "denied") == sum(1 for e in model.evs if e.who is None
+                                                                     and not e.agent.bot)  # fmt: skip
 
 
 async def test_prometheus_holds_every_request(run: Run) -> None:
@@ -286,16 +261,3 @@ async def test_prometheus_holds_every_request(run: Run) -> None:
         ("analytics",): n, ("performance",): n,
     }  # fmt: skip
     assert sum(series("footfall_collector_events_dead_lettered", "_total", "group", "reason").values()) == 0
-
-
-async def test_exit_page_visitors_follow_the_exit(run: Run) -> None:
-    """When a later batch moves a session's exit page, its visitor joins the new exit
-    page's visitors. A HyperLogLog cannot forget, so the visitor also stays on the page
-    the session left (README.md "Collectors"): exit-page visitors are at least the visitors
-    whose sessions exited there, at most those whose sessions viewed the page. This test
-    consumes in batches of 4 while the traffic flows, so most clicks move an exit."""
-    got = (await run.get("breakdown", dimension="exit_page", limit="50"))["results"]
-    want = run.model.entry_exit("exit_page")
-    assert [r["value"] for r in got] == [w[0] for w in want]
-    for r, w in zip(got, want, strict=True):
-        assert w[2] <= r["visitors"] <= run.model.session_viewers(w[0]), r
