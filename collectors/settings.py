@@ -35,6 +35,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from collectors.query.sites import Site, parse_sites
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -92,6 +94,12 @@ class CollectorSettings:
     apdex_window_seconds: int = 300
     top_routes: int = 500
     top_sites: int = 100
+    sites: tuple[Site, ...] = ()  # [[collectors.sites]]: time zone, Apdex T (query API)
+    bot_score_threshold: int = 30  # bot_score 1..this counts as a bot in queries; 0 = off
+
+    def site(self, host: str) -> Site:
+        """The site's settings; an unlisted host reads in UTC with the global Apdex T."""
+        return next((s for s in self.sites if s.host == host), Site(host))
 
 
 _INT_KEYS = (
@@ -123,6 +131,13 @@ def parse(raw: Mapping[str, Any], errors: list[str]) -> CollectorSettings:
             values[key] = _goals(value, path, errors)
         elif key == "funnels":
             values[key] = _funnels(value, path, errors)
+        elif key == "sites":
+            values[key] = parse_sites(value, path, errors)
+        elif key == "bot_score_threshold":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 99:
+                errors.append(f"{path}: must be an integer from 0 (off) to 99, not {value!r}")
+            else:
+                values[key] = value
         else:
             errors.append(f"{path}: unknown setting")
     return CollectorSettings(**values)

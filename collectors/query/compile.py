@@ -1,0 +1,297 @@
+"""Typed query → (SQL, bound parameters): the one place SQL is written.
+
+Request text never becomes SQL text: dimension and metric names select fixed
+expressions (:mod:`dimensions`, :mod:`metrics`), and every value — site, period,
+time zone, filter values, regexes, goal patterns — is a ``{name:Type}`` parameter.
+
+Shape (query-time sessionisation; see the README for why)::
+
+    SELECT <dimensions>, <metrics>
+    FROM db.events
+      [ANY LEFT JOIN (per session: first-pageview attributes, pageviews,
+                      interactions, duration) AS s ON session = s.s_id]
+    WHERE site = {site} AND {lo} <= ts < {hi} AND NOT bot AND <filters>
+    GROUP BY <dimensions> ORDER BY … LIMIT … OFFSET …
+
+``visit_duration`` needs each session once per group: the query then groups by
+(dimensions, session) first, keeping every other metric as aggregate states, and
+merges them above (:class:`Shape`). Bots (``bot`` or a ``bot_score`` of 1 up to
+the threshold) are excluded in the WHERE and in the session subquery unless a
+filter names ``event:bot``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.query.dimensions import DIMENSIONS, IS_BOT, session_column, time_expr, visit_expr
+from collectors.query.goals import Goals
+from collectors.query.metrics import INTERACTIVE, METRICS, Metric, Part
+from collectors.query.model import Condition, Filter, Logic, Op, Period, Query
+from collectors.query.parse import QueryError
+
+NONE = "(none)"
+TS = "DateTime64(3,'UTC')"
+BEACON_GRACE_SECONDS = 3600  # beacon events of a pageview arrive after it, within this
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the compiler needs besides the query: where the table is, the site's settings."""
+
+    db: str
+    goals: Goals
+    bot_max: int = 30
+    apdex_ms: float = 500.0
+
+
+@dataclass(slots=True)
+class Compiled:
+    sql: str
+    params: dict[str, Any]
+    dimensions: tuple[str, ...]
+    metrics: tuple[str, ...]  # metric columns after the dimension columns, in order
+    source: str = ""  # the FROM clause (events, joined with sessions when needed)
+    where: str = ""  # the WHERE clause: site, period, bots, filters
+
+
+@dataclass(slots=True)
+class _Builder:
+    query: Query
+    ctx: Context
+    period: Period
+    shift: str
+    params: dict[str, Any] = field(default_factory=dict)
+    needs_session: bool = False
+    uses_goals: bool = False
+    bot_filtered: bool = False
+    _n: int = 0
+
+    def bind(self, value: Any) -> str:
+        """A fresh parameter name for ``value`` (filter values get ``f0``, ``f1``, …)."""
+        name = f"f{self._n}"
+        self._n += 1
+        self.params[name] = value
+        return name
+
+    def column(self, name: str) -> str:
+        dim = DIMENSIONS[name]
+        if dim.scope == "visit":
+            self.needs_session = True
+            return visit_expr(dim)
+        if dim.scope == "goal":
+            self.uses_goals = True
+            return self.ctx.goals.dimension()
+        if dim.scope == "time":
+            granularity = self.period.granularity if name == "time" else name.split(":", 1)[1]
+            return time_expr(granularity, self.shift)
+        if name == "event:bot":
+            self.bot_filtered = True
+        return dim.expr
+
+    def condition(self, f: Filter) -> str:
+        if isinstance(f, Logic):
+            parts = [self.condition(c) for c in f.children]
+            if f.op == "not":
+                return f"NOT ({parts[0]})"
+            return "(" + f" {f.op.upper()} ".join(parts) + ")"
+        return self._match(f)
+
+    def _match(self, c: Condition) -> str:
+        if c.dimension == "event:goal":
+            self.uses_goals = True
+            try:
+                names = self.ctx.goals.select(c.op, c.values, c.case_sensitive)
+            except Exception as exc:  # re.error from a goal-name regex
+                raise QueryError(c.path, f"bad regular expression: {exc}") from None
+            sql = self.ctx.goals.condition(names)
+            return f"NOT {sql}" if c.op.negated else sql
+        expr = self.column(c.dimension)
+        if c.op in (Op.IS, Op.IS_NOT):
+            values = ["" if v == NONE else v for v in c.values]
+            if not c.case_sensitive:
+                expr, values = f"lowerUTF8({expr})", [v.lower() for v in values]
+            sql = f"{expr} IN {{{self.bind(values)}:Array(String)}}"
+        elif c.op in (Op.CONTAINS, Op.CONTAINS_NOT):
+            fn = "multiSearchAny" if c.case_sensitive else "multiSearchAnyCaseInsensitiveUTF8"
+            sql = f"{fn}({expr}, {{{self.bind(list(c.values))}:Array(String)}})"
+        else:
+            flag = "" if c.case_sensitive else "(?i)"
+            ors = [f"match({expr}, {{{self.bind(flag + v)}:String}})" for v in c.values]
+            sql = "(" + " OR ".join(ors) + ")"
+        return f"NOT ({sql})" if c.op.negated else sql
+
+
+def regexes(filters: tuple[Filter, ...]) -> list[tuple[str, str]]:
+    """(field path, pattern) of every regex a filter binds (checked before running)."""
+    out: list[tuple[str, str]] = []
+    for f in filters:
+        if isinstance(f, Logic):
+            out.extend(regexes(f.children))
+        elif f.op in (Op.MATCHES, Op.MATCHES_NOT) and f.dimension != "event:goal":
+            flag = "" if f.case_sensitive else "(?i)"
+            out.extend((f"{f.path}[{i}]", flag + v) for i, v in enumerate(f.values))
+    return out
+
+
+def _call(part: Part, suffix: str = "", arg: str | None = None) -> str:
+    fn, params, args = part
+    head = f"{fn}{suffix}({params})" if params else f"{fn}{suffix}"
+    return f"{head}({arg if arg is not None else args})"
+
+
+def _formula(metric: Metric, refs: list[str]) -> str:
+    sql = metric.formula
+    for i in reversed(range(len(refs))):  # $10 before $1
+        sql = sql.replace(f"${i}", refs[i])
+    return sql
+
+
+def metric_columns(query: Query) -> tuple[str, ...]:
+    """The metric columns a compiled query selects: the asked ones that SQL computes, plus
+    ``visitors`` when ``percentage`` or ``conversion_rate`` is derived from it."""
+    cols = [m for m in query.metrics if not METRICS[m].post]
+    if len(cols) < len(query.metrics) and "visitors" not in cols:
+        cols.append("visitors")
+    return tuple(cols)
+
+
+def compile_query(
+    query: Query,
+    ctx: Context,
+    *,
+    period: Period | None = None,
+    shift: str = "",
+    dimensions: tuple[str, ...] | None = None,
+    metrics: tuple[str, ...] | None = None,
+    filters: tuple[Filter, ...] | None = None,
+    paginate: bool = True,
+    count_rows: bool = False,
+) -> Compiled:
+    """SQL for ``query``; the keyword arguments override parts of it (a comparison's period
+    and ``shift`` onto the main period's time labels, totals without dimensions, …)."""
+    b = _Builder(query, ctx, period or query.period, shift)
+    dims = query.dimensions if dimensions is None else dimensions
+    cols = metric_columns(query) if metrics is None else metrics
+    where_filters = query.filters if filters is None else filters
+    dim_sql = [b.column(d) for d in dims]
+    filter_sql = [b.condition(f) for f in where_filters]
+    defs = [METRICS[m] for m in cols]
+    if any(m.session_stats for m in defs):
+        b.needs_session = True
+    by_session = any(m.by_session for m in defs)
+
+    # the parts every metric needs, each computed once
+    parts: list[Part] = []
+    for m in defs:
+        parts.extend(p for p in m.parts if p not in parts)
+    base = [
+        "site = {site:String}",
+        f"ts >= {{lo:{TS}}}",
+        f"ts < {{hi:{TS}}}",
+    ]
+    bots = "" if b.bot_filtered else f"NOT {IS_BOT}"
+    where = " AND ".join(base + ([bots] if bots else []) + filter_sql)
+    source = f"{ctx.db}.events"
+    if b.needs_session:
+        visit_cols = [session_column(DIMENSIONS[d]) for d in sorted(_visit_dims(dims, where_filters))]
+        session_where = " AND ".join([*base, "session != ''", *([bots] if bots else [])])
+        session_sql = (
+            "SELECT session AS s_id, "
+            + "".join(c + ", " for c in visit_cols)
+            + "countIf(kind = 'pageview') AS s_pageviews, "
+            + f"countIf({INTERACTIVE}) AS s_interactions, "
+            + "intDiv(toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)), 1000) AS s_duration "
+            + f"FROM {ctx.db}.events WHERE {session_where} GROUP BY session"
+        )
+        source += f" ANY LEFT JOIN ({session_sql}) AS s ON session = s.s_id"
+
+    dim_aliases = [f"d{i}" for i in range(len(dims))]
+    selected = [f"{sql} AS {alias}" for sql, alias in zip(dim_sql, dim_aliases, strict=True)]
+    group = ", ".join(dim_aliases)
+    if not by_session:
+        refs = [_call(p) for p in parts]
+        selected += [_metric_sql(m, parts, refs) + f" AS m_{m.name}" for m in defs]
+        sql = f"SELECT {', '.join(selected)} FROM {source} WHERE {where}"
+        if dims:
+            sql += f" GROUP BY {group}"
+    else:
+        inner = [*selected, "if(session = '', id, session) AS _k", "any(session) AS _sid"]
+        if any(m.name == "visit_duration" for m in defs):
+            inner.append("any(s_duration) AS _sdur")
+        inner += [_call(p, "State") + f" AS p{i}" for i, p in enumerate(parts)]
+        refs = [_call(p, "Merge", f"p{i}") for i, p in enumerate(parts)]
+        outer = [*dim_aliases, *[_metric_sql(m, parts, refs) + f" AS m_{m.name}" for m in defs]]
+        sql = (
+            f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {source} WHERE {where} "
+            f"GROUP BY {', '.join([*dim_aliases, '_k'])})"
+        )
+        if dims:
+            sql += f" GROUP BY {group}"
+
+    if count_rows:
+        sql = f"SELECT count() FROM ({sql})"
+    elif paginate and dims:
+        order = ", ".join(_order(query, dims, cols))
+        sql += f" ORDER BY {order} LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
+
+    p = b.period
+    params: dict[str, Any] = {
+        **b.params,
+        "site": query.site,
+        "lo": p.start,
+        "hi": p.end,
+        "tz": query.timezone,
+        "bot_max": ctx.bot_max,
+    }
+    if "$APDEX" in sql:
+        params["apdex_t"] = ctx.apdex_ms
+    sql = sql.replace("$APDEX", "{apdex_t:Float64}").replace("$GOAL_ANY", ctx.goals.any())
+    if "$BEACON_IDS" in sql:
+        params["beacon_hi"] = p.end + dt.timedelta(seconds=BEACON_GRACE_SECONDS)
+        sql = sql.replace(
+            "$BEACON_IDS",
+            f"(SELECT page_id FROM {ctx.db}.events WHERE site = {{site:String}} AND ts >= {{lo:{TS}}} "
+            f"AND ts < {{beacon_hi:{TS}}} AND via = 'beacon' AND page_id != '')",
+        )
+    if "$GOAL_ANY" in sql or "{g" in sql:
+        params.update(ctx.goals.params)
+    fill = {"$APDEX": "{apdex_t:Float64}", "$GOAL_ANY": ctx.goals.any()}
+    for token, text in fill.items():
+        source, where = source.replace(token, text), where.replace(token, text)
+    return Compiled(sql, params, dims, cols, source, where)
+
+
+def _metric_sql(m: Metric, parts: list[Part], refs: list[str]) -> str:
+    if m.name == "visit_duration":
+        return "round(avgIf(_sdur, _sid != ''), 1)"
+    return _formula(m, [refs[parts.index(p)] for p in m.parts])
+
+
+def _visit_dims(dims: tuple[str, ...], filters: tuple[Filter, ...]) -> set[str]:
+    names = set(dims) | set(_filter_dims(filters))
+    return {n for n in names if DIMENSIONS[n].scope == "visit"}
+
+
+def _filter_dims(filters: tuple[Filter, ...]) -> list[str]:
+    out: list[str] = []
+    for f in filters:
+        out.extend([f.dimension] if isinstance(f, Condition) else _filter_dims(f.children))
+    return out
+
+
+def _order(query: Query, dims: tuple[str, ...], cols: tuple[str, ...]) -> list[str]:
+    def ref(name: str) -> str:
+        if name in dims:
+            return f"d{dims.index(name)}"
+        return "m_visitors" if name == "percentage" else f"m_{name}"
+
+    keys = [f"{ref(n)} {d.upper()}" for n, d in query.order_by]
+    if not keys:
+        time_dims = [d for d in dims if DIMENSIONS[d].scope == "time"]
+        keys = [f"{ref(d)} ASC" for d in time_dims] or [f"m_{cols[0]} DESC"]
+    # a total order, so pages never overlap or skip rows
+    keys += [f"d{i} ASC" for i in range(len(dims)) if f"d{i} ASC" not in keys and f"d{i} DESC" not in keys]
+    return keys

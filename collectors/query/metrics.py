@@ -1,0 +1,104 @@
+"""Metric definitions: each metric is a few aggregate parts and a SQL formula over them.
+
+A part is one ClickHouse aggregate call ``(function, parameters, arguments)``. The
+compiler emits it as is (``countIf(kind = 'pageview')``) or, when the query must
+first group by session (``visit_duration``), as ``…State`` per session and
+``…Merge`` above it, so every metric is exact in both shapes. ``$0``, ``$1`` in a
+formula are the parts; ``$APDEX``, ``$GOAL_ANY`` and ``$BEACON_IDS`` are filled by
+the compiler with bound parameters or subqueries (never with request text).
+
+``percentage`` and ``conversion_rate`` need a second total (all visitors of the
+breakdown, or of the segment without its goal filter): :mod:`run` computes them.
+The README's table of definitions describes exactly these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PV = "kind = 'pageview'"
+PROXY = "via = 'proxy'"
+ERROR = "(status >= 500 OR error != '')"
+IN_SESSION = "session != ''"
+EVENT_KINDS = "(kind IN ('pageview', 'custom', 'click') OR $GOAL_ANY)"
+BOUNCED = "s_pageviews = 1 AND s_interactions = 0"
+# what makes a session not a bounce besides a second pageview (session subquery)
+INTERACTIVE = "kind IN ('custom', 'click') OR (kind = 'request' AND method NOT IN ('GET', 'HEAD', 'OPTIONS'))"
+
+Part = tuple[str, str, str]  # (function, parameters, arguments)
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    parts: tuple[Part, ...]
+    formula: str = "$0"
+    session_stats: bool = False  # needs the session subquery's pageviews/interactions/duration
+    by_session: bool = False  # needs a GROUP BY session first (visit_duration)
+    post: bool = False  # computed by run.py from other columns
+    ratio: bool = False  # a comparison's change is the difference, not a percent change
+
+
+def _ratio(num: str, den: str, scale: str = "100", digits: int = 2) -> str:
+    return f"if({den} = 0, NULL, round({scale} * {num} / {den}, {digits}))"
+
+
+def _quantile(name: str, q: float, column: str, cond: str) -> Metric:
+    return Metric(name, (("quantileExactIf", repr(q), f"{column}, {cond}"),), "round($0, 2)")
+
+
+_VISITORS: Part = ("uniqExactIf", "", "visitor, visitor != ''")
+_VISITS: Part = ("uniqExactIf", "", f"session, {IN_SESSION}")
+_REQUESTS: Part = ("countIf", "", PROXY)
+_PROXY_PV: Part = ("countIf", "", f"{PV} AND {PROXY}")
+
+_ALL: list[Metric] = [
+    Metric("visitors", (_VISITORS,)),
+    Metric("visits", (_VISITS,)),
+    Metric("pageviews", (("countIf", "", PV),)),
+    Metric("events", (("countIf", "", EVENT_KINDS),)),
+    Metric("views_per_visit", (("countIf", "", f"{PV} AND {IN_SESSION}"), _VISITS), _ratio("$0", "$1", "1")),
+    Metric(
+        "bounce_rate",
+        (("uniqExactIf", "", f"session, {IN_SESSION} AND {BOUNCED}"), _VISITS),
+        _ratio("$0", "$1"),
+        session_stats=True,
+        ratio=True,
+    ),
+    Metric("visit_duration", (), "", session_stats=True, by_session=True),
+    Metric("percentage", (), post=True, ratio=True),
+    Metric("conversion_rate", (), post=True, ratio=True),
+    Metric("requests", (_REQUESTS,)),
+    Metric("error_rate", (("countIf", "", f"{PROXY} AND {ERROR}"), _REQUESTS), _ratio("$0", "$1"), ratio=True),
+    *[_quantile(f"latency_p{q}", q / 100, "duration_ms", PROXY) for q in (50, 75, 95, 99)],
+    *[
+        _quantile(f"upstream_p{q}", q / 100, "upstream_ms", f"{PROXY} AND upstream_ms IS NOT NULL")
+        for q in (50, 75, 95, 99)
+    ],
+    Metric(
+        "apdex",
+        (
+            ("countIf", "", f"{PROXY} AND NOT {ERROR} AND duration_ms <= $APDEX"),
+            ("countIf", "", f"{PROXY} AND NOT {ERROR} AND duration_ms > $APDEX AND duration_ms <= 4 * $APDEX"),
+            _REQUESTS,
+        ),
+        _ratio("($0 + $1 / 2)", "$2", "1", 3),
+        ratio=True,
+    ),
+    Metric("bytes", (("sumIf", "", f"bytes_out, {PROXY}"),)),
+    *[_quantile(f"{v}_p75", 0.75, v, f"{v} IS NOT NULL") for v in ("lcp", "inp", "cls", "fcp", "ttfb")],
+    Metric(
+        "engaged_time",
+        (("sumIf", "", "engaged_ms, engaged_ms IS NOT NULL"), ("countIf", "", "engaged_ms IS NOT NULL")),
+        _ratio("$0", "$1", "0.001", 1),
+    ),
+    Metric("scroll_depth", (("avgIf", "", "scroll_depth, scroll_depth IS NOT NULL"),), "round($0, 1)"),
+    Metric(
+        "beacon_coverage",
+        (("countIf", "", f"{PV} AND {PROXY} AND id IN $BEACON_IDS"), _PROXY_PV),
+        _ratio("$0", "$1"),
+        ratio=True,
+    ),
+]
+METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+VISITORS = METRICS["visitors"]
