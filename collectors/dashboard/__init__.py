@@ -63,9 +63,12 @@ def add_routes(
     async def page(_: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    configured = [SiteInfo(s.host, s.timezone) for s in settings.sites]
+    configured += [SiteInfo(s.host, settings.site(s.host).timezone) for s in sites]
+
     async def config(_: web.Request) -> web.Response:
         found: Iterable[str] = await discover() if discover is not None else ()
-        doc = config_document(site_list(sites, found), settings)
+        doc = config_document(site_list(list({s.host: s for s in configured}.values()), found), settings)
         return web.json_response(doc, headers={"Cache-Control": "no-store"})
 
     async def root(_: web.Request) -> web.StreamResponse:

@@ -29,13 +29,17 @@ export function getJSON(path) {
   return request(path, { headers: { Accept: "application/json" } });
 }
 
-/** One Stats API v2 query; resolves to the response ({results, meta, query}). */
-export function query(body) {
-  return request("/api/v2/query", {
+export function postJSON(path, body) {
+  return request(path, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify(body),
   });
+}
+
+/** One Stats API v2 query; resolves to the response ({results, meta, query}). */
+export function query(body) {
+  return postJSON("/api/v2/query", body);
 }
 
 /** The common part of every panel's query: site, period and the filter chips (ANDed). */

@@ -2,15 +2,15 @@
 // as their answers arrive. <body data-ready="…"> is set once every panel has settled
 // (tests and load_tests/bench_dashboard.py wait for it).
 
-import { ApiError, base, getJSON, query } from "./api.js";
+import { ApiError, base, getJSON, postJSON, query } from "./api.js";
 import { PRESETS, change, csv, dateRange, fmt, label } from "./format.js";
-import { PANELS, PERF_METRICS, VITALS, activatable, download, el, empty, funnel, head, list, resultsCsv, table,
+import { PANELS, VITALS, activatable, conversionQuery, download, el, empty, funnel, head, list, resultsCsv, table,
   tabQuery, vitals } from "./panels.js";
 import { drawChart } from "./chart.js";
 
 export const KPIS = ["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration",
   "requests", "error_rate", "latency_p75", "apdex"];
-const IT = new Set(["requests", "error_rate", "latency_p75", "apdex"]);
+const COUNTS = new Set(["visitors", "visits", "pageviews", "requests"]);
 const DIM_LABELS = {
   "visit:source": "Source", "visit:channel": "Channel", "visit:utm_campaign": "Campaign", "visit:utm_medium": "Medium",
   "visit:utm_source": "UTM source", "event:page": "Page", "visit:entry_page": "Entry page", "visit:exit_page": "Exit page",
@@ -164,7 +164,7 @@ function renderKpis(row) {
       el("span", { class: "value", "data-raw": values[i] ?? "", text: fmt(m, values[i]) }),
       d ? el("span", { class: `delta ${d.dir === 0 ? "flat" : d.good ? "good" : "bad"}`, "data-delta": d.delta,
         title: `previous period: ${fmt(m, before[i])}`, text: d.dir === 0 ? "no change" : d.text }) : null,
-      IT.has(m) ? el("span", { class: "it", text: " · IT" }) : null);
+);
     card.setAttribute("aria-label", `${label(m)}: ${fmt(m, values[i])}. Show over time`);
     return activatable(card, () => { update({ metric: m }, { replace: true }); });
   }));
@@ -199,11 +199,13 @@ function renderApdexChart() {
 function series(response) {
   const labels = (response.meta && response.meta.time_labels) || response.results.map((r) => r.dimensions[0]);
   const byLabel = new Map(response.results.map((r) => [r.dimensions[0], r]));
-  const current = labels.map((l) => (byLabel.get(l) ? byLabel.get(l).metrics : KPIS.map(() => null)));
+  // An empty bucket is zero visitors/pageviews/requests; rates and latencies stay undefined.
+  const none = KPIS.map((m) => (COUNTS.has(m) ? 0 : null));
+  const current = labels.map((l) => (byLabel.get(l) ? byLabel.get(l).metrics : none));
   const hasPrevious = response.results.some((r) => r.comparison);
   const previous = labels.map((l) => {
     const r = byLabel.get(l);
-    return r && r.comparison ? r.comparison.metrics : null;
+    return r && r.comparison ? r.comparison.metrics : none;
   });
   return { labels, current, previous, hasPrevious, results: response.results };
 }
@@ -220,33 +222,42 @@ function exportView() {
 async function loadPanel(panel, common, gen) {
   const node = document.getElementById(`panel-${panel.id}`);
   const tab = panel.tabs.find((t) => t.key === state.tabs[panel.id]) || panel.tabs[0];
-  const q = { ...common, ...tabQuery(tab) };
-  if (panel.kind === "table" && !config.goals.length) q.metrics = PERF_METRICS.filter((m) => m !== "conversion_rate");
+  const q = tabQuery(tab, common);
+  const goals = config.goals.map((g) => g.name);
   const onTab = (key) => update({ tabs: { ...state.tabs, [panel.id]: key } }, { replace: true });
   node.classList.add("loading");
-  if (panel.kind === "goals" && !config.goals.length) {
-    node.replaceChildren(head(panel.title, panel.tabs, tab, onTab, () => {}),
-      empty("No goals configured. Add goals to the config file and restart:", GOALS_HELP));
+  const fail = (message, detail) => {
+    node.replaceChildren(head(panel.title, panel.tabs, tab, onTab, () => {}), empty(message, detail));
     node.classList.remove("loading");
+  };
+  if (panel.kind === "goals" && !goals.length) {
+    fail("No goals configured. Add goals to the config file and restart:", GOALS_HELP);
     return;
   }
-  let response;
+  let response, conversions = null;
   try {
-    response = await query(q);
+    [response, conversions] = await Promise.all([
+      query(q),
+      tab.conversions && goals.length ? query(conversionQuery(tab, common, goals)) : null,
+    ]);
   } catch (err) {
-    if (gen !== generation) return;
-    node.replaceChildren(head(panel.title, panel.tabs, tab, onTab, () => {}), empty(`Could not load: ${err.message}`));
-    node.classList.remove("loading");
+    if (gen === generation) fail(`Could not load: ${err.message}`);
     return;
   }
   if (gen !== generation) return;
-  const tabForCsv = { ...tab, metrics: q.metrics };
-  const onCsv = () => download(`footfall-${state.site}-${tab.key}.csv`, resultsCsv([tab.dimension], q.metrics, response.results));
-  const body = response.results.length
-    ? (panel.kind === "table" ? [table(tabForCsv, response.results, addFilter)] : list(tabForCsv, response.results, addFilter))
+  const shown = { ...tab, metrics: [...q.metrics] };
+  let results = response.results;
+  if (conversions) {
+    const rate = new Map(conversions.results.map((r) => [r.dimensions[0], r.metrics[1]]));
+    shown.metrics.push("conversion_rate");
+    results = results.map((r) => ({ ...r, metrics: [...r.metrics, rate.get(r.dimensions[0]) ?? 0] }));
+  }
+  const onCsv = () => download(`footfall-${state.site}-${tab.key}.csv`, resultsCsv([tab.dimension], shown.metrics, results));
+  const body = results.length
+    ? (panel.kind === "table" ? [table(shown, results, addFilter)] : list(shown, results, addFilter))
     : [empty(state.filters.length ? "Nothing matches these filters in this period." : "No data for this period yet.")];
   node.replaceChildren(head(panel.title, panel.tabs, tab, onTab, onCsv), ...body);
-  node.dataset.rows = String(response.results.length);
+  node.dataset.rows = String(results.length);
   node.classList.remove("loading");
 }
 
@@ -264,9 +275,9 @@ async function loadFunnel(common, gen) {
   select.addEventListener("change", () => update({ funnel: select.value }, { replace: true }));
   title.append(select);
   try {
-    const response = await query({ ...common, metrics: ["visitors"], funnel: name, dimensions: ["event:funnel_step"] });
+    const response = await postJSON("/api/v2/funnel", { ...common, funnel: name });
     if (gen !== generation) return;
-    const steps = response.results.map((r) => ({ step: r.dimensions[0], visitors: r.metrics[0] }));
+    const steps = response.steps.map((s) => ({ step: s.path, visitors: s.visitors, conversion_rate: s.conversion_rate }));
     node.replaceChildren(title, steps.length && steps[0].visitors ? funnel(steps) : empty("Nobody entered this funnel in this period."));
   } catch (err) {
     if (gen !== generation) return;
@@ -317,8 +328,8 @@ async function loadRealtime() {
   const node = document.getElementById("realtime");
   if (!state.site || !siteInfo()) { node.textContent = ""; return; }
   try {
-    const r = await query({ site_id: state.site, metrics: ["visitors"], date_range: "realtime" });
-    const n = r.results.length ? r.results[0].metrics[0] : 0;
+    const r = await getJSON(`/api/v2/realtime?site_id=${encodeURIComponent(state.site)}`);
+    const n = r.visitors || 0;
     node.textContent = `${fmt("visitors", n)} current visitor${n === 1 ? "" : "s"}`;
     node.dataset.raw = String(n);
   } catch {
@@ -356,9 +367,15 @@ export async function load() {
 
 async function start() {
   try {
-    config = await getJSON("/dashboard/config.json");
+    const [cfg, listed] = await Promise.all([getJSON("/dashboard/config.json"), getJSON("/api/v2/sites").catch(() => null)]);
+    config = cfg;
+    // The query API's list adds the sites that have data; configured ones keep their order.
+    for (const s of (listed && listed.sites) || []) {
+      if (!config.sites.some((c) => c.host === s.site_id)) config.sites.push({ host: s.site_id, timezone: s.timezone });
+    }
   } catch (err) {
     notice(`Could not load the configuration: ${err.message}`, "error");
+    document.body.dataset.ready = "error";
     return;
   }
   state = readState();

@@ -42,7 +42,7 @@ export function drawChart(node, labels, lines, height = 260) {
       label: line.label, scale, stroke: color, width: line.previous ? 1.5 : 2,
       dash: line.previous ? [5, 4] : undefined,
       fill: line.previous || line.secondary ? undefined : css("--accent-soft"),
-      points: { show: labels.length <= 2 },
+      points: { show: labels.length <= 3 },
       value: (u, v) => fmt(line.metric, v),
       spanGaps: false,
     });

@@ -3,7 +3,8 @@
 
 import { fmt, label, csv } from "./format.js";
 
-export const PERF_METRICS = ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate", "conversion_rate"];
+export const PERF_METRICS = ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"];
+export const PAGEVIEWS = [["is", "event:kind", ["pageview"]]];
 export const VITALS = ["lcp_p75", "inp_p75", "cls_p75", "fcp_p75", "ttfb_p75"];
 
 // A panel has tabs; a tab is one query: a dimension and its metrics (the first one
@@ -16,7 +17,7 @@ export const PANELS = [
     { key: "mediums", label: "Mediums", dimension: "visit:utm_medium", metrics: ["visitors"] },
   ] },
   { id: "pages", title: "Pages", tabs: [
-    { key: "pages", label: "Top pages", dimension: "event:page", metrics: ["visitors", "pageviews"] },
+    { key: "pages", label: "Top pages", dimension: "event:page", metrics: ["visitors", "pageviews"], where: PAGEVIEWS },
     { key: "entry", label: "Entry pages", dimension: "visit:entry_page", metrics: ["visitors", "visits"] },
     { key: "exit", label: "Exit pages", dimension: "visit:exit_page", metrics: ["visitors", "visits"] },
   ] },
@@ -31,24 +32,34 @@ export const PANELS = [
   { id: "goals", title: "Goals", kind: "goals", tabs: [
     { key: "goals", label: "Goals", dimension: "event:goal", metrics: ["visitors", "events", "conversion_rate"] },
   ] },
+  // Latency and errors of the page views themselves, beside the conversion rate of the
+  // visits that landed there (conversions: a second query, joined on the row's value).
   { id: "perf-pages", title: "Performance by page", kind: "table", tabs: [
-    { key: "perf-pages", label: "Pages", dimension: "event:page", metrics: PERF_METRICS },
+    { key: "perf-pages", label: "Page", dimension: "event:page", metrics: PERF_METRICS, where: PAGEVIEWS,
+      conversions: "visit:entry_page", conversionLabel: "Conv. rate (landing)" },
   ] },
   { id: "perf-campaigns", title: "Performance by campaign", kind: "table", tabs: [
-    { key: "perf-campaigns", label: "Campaigns", dimension: "visit:utm_campaign", metrics: PERF_METRICS },
+    { key: "perf-campaigns", label: "Campaign", dimension: "visit:utm_campaign", metrics: PERF_METRICS,
+      conversions: "visit:utm_campaign", conversionLabel: "Conv. rate" },
   ] },
 ];
 
 export const ROW_LIMIT = 10;
 
-/** The API query of a panel tab (without site, period and filters). */
-export function tabQuery(tab) {
-  return {
-    metrics: tab.metrics,
-    dimensions: [tab.dimension],
-    order_by: [[tab.metrics[0], "desc"]],
-    pagination: { limit: ROW_LIMIT },
-  };
+/** The API query of a panel tab: ``common`` (site, period, filter chips) plus the tab's
+ * dimension, metrics and own conditions. */
+export function tabQuery(tab, common) {
+  const filters = [...(common.filters || []), ...(tab.where || [])];
+  const out = { ...common, metrics: tab.metrics, dimensions: [tab.dimension],
+    order_by: [[tab.metrics[0], "desc"]], pagination: { limit: ROW_LIMIT } };
+  if (filters.length) out.filters = filters;
+  return out;
+}
+
+/** Conversion rate by ``tab.conversions`` (visitors who converted any goal / all visitors). */
+export function conversionQuery(tab, common, goals) {
+  return { ...common, metrics: ["visitors", "conversion_rate"], dimensions: [tab.conversions],
+    filters: [...(common.filters || []), ["is", "event:goal", goals]], pagination: { limit: 1000 } };
 }
 
 export function el(tag, attrs = {}, ...children) {
@@ -131,9 +142,10 @@ export function list(tab, results, onPick) {
 
 /** A table for the performance view: every metric side by side. */
 export function table(tab, results, onPick) {
-  const optional = new Set(["latency_p50", "conversion_rate"]);
+  const optional = new Set(["latency_p50"]);
   const thead = el("tr", {}, el("th", { text: tab.label }),
-    ...tab.metrics.map((m) => el("th", { class: optional.has(m) ? "opt" : null, text: label(m) })));
+    ...tab.metrics.map((m) => el("th", { class: optional.has(m) ? "opt" : null,
+      text: m === "conversion_rate" && tab.conversionLabel ? tab.conversionLabel : label(m) })));
   const body = el("tbody");
   for (const r of results) {
     const value = r.dimensions[0];
