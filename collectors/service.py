@@ -32,7 +32,6 @@ from collectors.analytics.loader import StoreLoader
 from collectors.analytics.store import Store, open_store_async
 from collectors.dashboard import SiteInfo
 from collectors.performance import PerformanceSink
-from collectors.query import http as query_http
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
@@ -141,8 +140,6 @@ class CollectorService:
         """The ``/api/v2/*`` routes (they reach the store through this service) and
         ``/dashboard`` on ``app``; ``hosts`` are sites the dashboard lists first."""
         api.add_routes(app, self)
-        # The query API's own registration is the query branch's; until it lands here:
-        query_http.add_routes(app, lambda: self.store, self.settings, hosts)
         dashboard.add_routes(app, self.settings, [SiteInfo(h) for h in hosts])
 
 
