@@ -32,6 +32,7 @@ from collectors.analytics.loader import StoreLoader
 from collectors.analytics.store import Store, open_store_async
 from collectors.dashboard import SiteInfo
 from collectors.performance import PerformanceSink
+from collectors.query import http as query_api
 from collectors.runtime import Consumer, Sink
 from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
@@ -140,6 +141,7 @@ class CollectorService:
         """The ``/api/v2/*`` routes (they reach the store through this service) and
         ``/dashboard`` on ``app``; ``hosts`` are sites the dashboard lists first."""
         api.add_routes(app, self)
+        query_api.add_routes(app, lambda: self.store, self.settings, hosts)  # /api/v2/*: the event store
         dashboard.add_routes(app, self.settings, [SiteInfo(h) for h in hosts])
 
 

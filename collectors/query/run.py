@@ -146,7 +146,7 @@ def funnel(engine: Engine, query: Query, ctx: Context, definition: Funnel) -> di
     window_ms = int((query.period.end - query.period.start).total_seconds() * 1000)
     sql = (
         "SELECT level, count() FROM (SELECT visitor, windowFunnel({window:UInt64})"
-        f"(toUnixTimestamp64Milli(ts), {', '.join(conditions)}) AS level "
+        f"(toUInt64(toUnixTimestamp64Milli(ts)), {', '.join(conditions)}) AS level "
         f"FROM {source} WHERE {where} AND visitor != '' GROUP BY visitor) GROUP BY level"
     )
     counts = dict(engine.query(sql, {**base.params, **params, "window": window_ms}))

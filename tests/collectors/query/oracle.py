@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +40,7 @@ _VISIT = {
     "visit:source": _source,
     "visit:channel": lambda r: r["channel"],
     "visit:referrer": lambda r: r["referrer_url"],
-    **{f"visit:{k}": (lambda k: lambda r: r[k])(k) for k in
+    **{f"visit:{k}": itemgetter(k) for k in
        ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "device", "browser", "os", "country")},
     "visit:entry_page": lambda r: r["path"],
     "visit:exit_page": lambda r: r["path"],
@@ -124,7 +125,7 @@ class Oracle:
                 continue
             keys: list[tuple[str, ...]] = [()]
             for d in q.dimensions:
-                keys = [k + (v,) for k in keys for v in value(r, d)]
+                keys = [(*k, v) for k in keys for v in value(r, d)]
             for k in keys:
                 groups[k].append(r)
         if not q.dimensions and () not in groups:

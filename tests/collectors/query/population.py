@@ -125,7 +125,7 @@ def generate(seed: int = 7, visitors: int = 70) -> list[dict[str, Any]]:
                                       path=fields["path"], **base))  # fmt: skip
                     n += 1
                 ts += rng.choice([5, 40, 300, 900])
-    for k in range(25):  # consent denied: no visitor, no session
+    for _ in range(25):  # consent denied: no visitor, no session
         ts = t0 + rng.randrange(HOURS * 3600)
         referrer, utm, channel = rng.choice(SOURCES)
         out.append(_event(rng, n, ts, path=rng.choice(PATHS), consent="denied", referrer=referrer, utm=utm,

@@ -1,0 +1,164 @@
+"""The /api/v2 handlers on a real aiohttp server over a real chDB store; injection attempts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from collectors.analytics.engine import Engine
+from collectors.query.http import add_routes
+from proxy.stream.embedded import free_port
+from tests.collectors.query import population
+from tests.collectors.query.conftest import TestStore, make_store
+from tests.collectors.query.helpers import insert
+
+RANGE = ["2026-03-26", "2026-04-01"]
+
+
+@pytest.fixture(scope="module")
+def store(query_engine: Engine) -> Iterator[TestStore]:
+    s = make_store(query_engine)
+    insert(query_engine, s.db, population.generate())
+    yield s
+    query_engine.command(f"DROP DATABASE IF EXISTS {s.db}")
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session, self.base = session, base
+
+    async def post(self, path: str, body: Any) -> tuple[int, Any]:
+        data = body if isinstance(body, bytes) else None
+        async with self.session.post(self.base + path, json=None if data else body, data=data) as r:
+            return r.status, await r.json()
+
+    async def get(self, path: str, **params: str) -> tuple[int, Any]:
+        async with self.session.get(self.base + path, params=params) as r:
+            return r.status, await r.json()
+
+
+async def _serve(getter: Any) -> AsyncIterator[Api]:
+    app = web.Application()
+    add_routes(app, getter, population.settings(), hosts=["upstream.example"])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, f"http://127.0.0.1:{port}")
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def api(store: TestStore) -> AsyncIterator[Api]:
+    async for a in _serve(lambda: store):
+        yield a
+
+
+async def test_query_answers_like_plausible(api: Api) -> None:
+    status, body = await api.post("/api/v2/query", {
+        "site_id": population.SITE, "metrics": ["visitors", "pageviews", "bounce_rate"], "date_range": RANGE,
+        "dimensions": ["visit:source"], "order_by": [["visitors", "desc"]], "pagination": {"limit": 2},
+        "include": {"total_rows": True},
+    })  # fmt: skip
+    assert status == 200, body
+    assert len(body["results"]) == 2 and body["meta"]["total_rows"] > 2
+    first = body["results"][0]
+    assert isinstance(first["dimensions"][0], str) and len(first["metrics"]) == 3
+    assert body["query"]["date_range"] == ["2026-03-26T00:00:00+01:00", "2026-04-01T23:59:59+02:00"]
+    assert body["query"]["order_by"] == [["visitors", "desc"]] and body["query"]["timezone"] == population.TZ
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "query: not valid JSON"),
+        ([1, 2], "query: must be a JSON object"),
+        ({"site_id": "x", "metrics": ["visitors"], "date_range": "7d", "dimensions": ["visit:nope"]}, "dimensions[0]"),
+        ({"site_id": "x", "metrics": ["visitors"], "date_range": "7d",
+          "filters": [["matches", "event:page", ["ok", "(unclosed"]]]}, "filters[0][2][1]: not an RE2"),
+        ({"site_id": "x", "metrics": ["visitors"], "date_range": "7d",
+          "filters": [["matches", "event:goal", ["(unclosed"]]]}, "filters[0][2]: bad regular expression"),
+    ],
+)  # fmt: skip
+async def test_bad_queries_get_400_naming_the_field(api: Api, body: Any, field: str) -> None:
+    status, answer = await api.post("/api/v2/query", body)
+    assert status == 400 and answer["error"].startswith(field), answer
+
+
+async def test_no_store_is_503() -> None:
+    async for a in _serve(lambda: None):
+        status, body = await a.post("/api/v2/query", {"site_id": "x", "metrics": ["visitors"], "date_range": "7d"})
+        assert status == 503 and "not open" in body["error"]
+
+
+async def test_funnel_realtime_and_sites(api: Api) -> None:
+    status, body = await api.post("/api/v2/funnel", {"site_id": population.SITE, "funnel": "checkout",
+                                                      "date_range": RANGE})  # fmt: skip
+    assert status == 200 and [s["step"] for s in body["steps"]] == [1, 2, 3] and body["steps"][0]["visitors"] > 0
+    status, body = await api.post("/api/v2/funnel", {"site_id": population.SITE, "funnel": "nope", "date_range": RANGE})
+    assert status == 400 and body["error"].startswith("funnel: unknown funnel 'nope'")
+    status, body = await api.get("/api/v2/realtime", site_id=population.SITE)
+    assert status == 200 and body["visitors"] == 0 and body["seconds"] == 300
+    status, body = await api.get("/api/v2/sites")
+    assert status == 200
+    sites = {s["site_id"]: s for s in body["sites"]}
+    assert sites[population.SITE]["timezone"] == population.TZ
+    assert sites[population.SITE]["apdex_threshold_ms"] == 100
+    assert sites["upstream.example"]["timezone"] == "UTC"
+
+
+PAYLOADS = [
+    "x' OR 1=1 --",
+    "'); DROP TABLE {db}.events; --",
+    "\\'; DROP TABLE {db}.events; --",
+    "{site:String}",
+    "visitors) FROM system.tables --",
+    "shop.example' UNION ALL SELECT name FROM system.tables --",
+]
+
+
+def _positions(p: str) -> list[tuple[str, dict[str, Any]]]:
+    base: dict[str, Any] = {"site_id": population.SITE, "metrics": ["visitors"], "date_range": RANGE}
+    return [
+        ("site_id", {**base, "site_id": p}),
+        ("is", {**base, "filters": [["is", "event:page", [p]]]}),
+        ("is visit", {**base, "filters": [["is", "visit:utm_content", [p], {"case_sensitive": False}]]}),
+        ("contains", {**base, "filters": [["contains", "visit:source", [p, "zzqq"]]]}),
+        ("matches", {**base, "filters": [["matches", "event:page", [p]]]}),
+        ("goal", {**base, "filters": [["is", "event:goal", [p]]]}),
+        ("dimension", {**base, "dimensions": [p]}),
+        ("filter dimension", {**base, "filters": [["is", p, ["x"]]]}),
+        ("operator", {**base, "filters": [[p, "event:page", ["x"]]]}),
+        ("metric", {**base, "metrics": [p]}),
+        ("order_by", {**base, "dimensions": ["event:page"], "order_by": [[p, "desc"]]}),
+        ("order_by dir", {**base, "dimensions": ["event:page"], "order_by": [["visitors", p]]}),
+        ("date_range", {**base, "date_range": p}),
+        ("date_range pair", {**base, "date_range": ["2026-03-26", p]}),
+        ("modifier", {**base, "filters": [["is", "event:page", ["x"], {p: True}]]}),
+        ("include", {**base, "include": {p: True}}),
+    ]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+async def test_injection_in_every_string_position_never_runs(api: Api, store: TestStore, payload: str) -> None:
+    before = store.count()
+    p = payload.replace("{db}", store.db)
+    for where, body in _positions(p):
+        status, answer = await api.post("/api/v2/query", body)
+        assert status in (200, 400), (where, status, answer)
+        if status == 200:  # bound as data: matches nothing (or, for a regex, what it matches as a regex)
+            assert answer["results"] in ([], [{"dimensions": [], "metrics": [0]}]), (where, answer)
+    for where, body in (("funnel", {"site_id": p, "funnel": "checkout", "date_range": RANGE}),
+                        ("funnel name", {"site_id": population.SITE, "funnel": p, "date_range": RANGE})):  # fmt: skip
+        status, answer = await api.post("/api/v2/funnel", body)
+        assert status in (200, 400), (where, status, answer)
+    status, _ = await api.get("/api/v2/realtime", site_id=p)
+    assert status == 200
+    assert store.count() == before
+    tables = store.engine.query("SELECT count() FROM system.tables WHERE database = {db:String}", {"db": store.db})
+    assert tables == [(1,)]
