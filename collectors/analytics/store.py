@@ -20,7 +20,9 @@ server client has no session and is shared.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +45,25 @@ def store_path(data_dir: Path | str) -> Path:
     return Path(data_dir) / STORE_DIR
 
 
+def held_by_another_process(path: Path) -> bool:
+    """True while a process holds the embedded store at ``path``: the engine keeps an
+    exclusive flock on its ``status`` file (chDB's own error does not say why)."""
+    status = path / "status"
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def open_engines(settings: StoreSettings, data_dir: Path | str) -> tuple[Engine, Engine]:
     """The configured engine for queries and the one for the loader, connected;
     blocking (chDB's import alone takes ~0.5 s)."""
@@ -54,11 +75,13 @@ def open_engines(settings: StoreSettings, data_dir: Path | str) -> tuple[Engine,
         engine: Engine = ClickHouseEngine(server, settings=caps)
         return engine, engine
     path = store_path(data_dir)
+    if held_by_another_process(path):
+        raise StoreBusy(f"{path}: the embedded store is held by another process")
     try:
         reader = ChdbEngine(path, settings=caps)
     except Exception as exc:
-        if "lock" in str(exc).lower() or "already" in str(exc).lower():
-            raise StoreBusy(f"{path}: the embedded store is held by another process ({exc})") from exc
+        if held_by_another_process(path):
+            raise StoreBusy(f"{path}: the embedded store is held by another process") from exc
         raise
     return reader, ChdbEngine(path, settings=caps)
 

@@ -38,7 +38,8 @@ def test_cluster_variant_is_replicated_and_distributed(capsys: pytest.CaptureFix
     db, local, dist = statements(capsys.readouterr().out)
     assert db == "CREATE DATABASE IF NOT EXISTS stats ON CLUSTER main"
     assert local.startswith("CREATE TABLE IF NOT EXISTS stats.events_local ON CLUSTER main (")
-    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')" in local
+    replicated = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')"
+    assert f"ENGINE = {replicated}" in local
     assert dist.startswith("CREATE TABLE IF NOT EXISTS stats.events ON CLUSTER main AS stats.events_local")
     assert "ENGINE = Distributed(main, stats, events_local, cityHash64(visitor))" in dist
 
