@@ -71,7 +71,7 @@ def population(seed: int = 7, sessions: int = 500) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for s in range(sessions):
         start = now - rng.uniform(0, 56 * 86400) * rng.choice((1, 1, 0.3))  # more recent traffic
-        weight, referrer, utm, channel = rng.choices(SOURCES, weights=[x[0] for x in SOURCES])[0]
+        _, referrer, utm, channel = rng.choices(SOURCES, weights=[x[0] for x in SOURCES])[0]
         browser_name, os_name, device = rng.choice(DEVICES)
         visitor = f"v{rng.randrange(sessions * 2 // 3)}"
         common = {

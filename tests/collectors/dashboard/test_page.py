@@ -25,7 +25,8 @@ PANELS = {
     "locations": ("visit:country", ["visitors"], []),
     "devices": ("visit:device", ["visitors"], []),
     "goals": ("event:goal", ["visitors", "events", "conversion_rate"], []),
-    "perf-campaigns": ("visit:utm_campaign", ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"], []),
+    "perf-campaigns": ("visit:utm_campaign",
+                       ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"], []),
 }
 Page = Any  # playwright.sync_api.Page
 
@@ -52,7 +53,9 @@ def open_page(footfall: Footfall, browser: Any, query: str = "", **context: Any)
 
 
 def kpis(page: Page) -> dict[str, float | None]:
-    raw = page.eval_on_selector_all(".kpi", "cs => cs.map(c => [c.dataset.metric, c.querySelector('.value').dataset.raw])")
+    raw = page.eval_on_selector_all(
+        ".kpi", "cs => cs.map(c => [c.dataset.metric, c.querySelector('.value').dataset.raw])"
+    )
     return {m: number(v) for m, v in raw}
 
 
