@@ -1,6 +1,7 @@
 """Screenshots of the dashboard: desktop and phone, light and dark, in headless Chromium.
 
     python load_tests/screenshots.py                        # starts `footfall demo`, waits, shoots
+    python load_tests/screenshots.py --sample               # `footfall run` with 8 weeks of sample data
     python load_tests/screenshots.py --url http://127.0.0.1:9108/dashboard [--token T]
 
 Writes ``desktop-light.png``, ``desktop-dark.png``, ``phone-light.png`` and
@@ -78,10 +79,19 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "load_tests" / "screenshots")
     parser.add_argument("--warmup", type=float, default=60, help="seconds of demo traffic before shooting")
     parser.add_argument("--readme", action="store_true", help="also write docs/dashboard.png")
+    parser.add_argument("--sample", action="store_true",
+                        help="footfall run with the browser tests' 8 weeks of sample data instead of the demo")
     args = parser.parse_args()
     if args.url:
         for path in shoot(args.url, args.out, args.token, args.readme):
             print(path)
+        return 0
+    if args.sample:
+        from tests.collectors.dashboard.conftest import SITE, TOKEN, running
+
+        with tempfile.TemporaryDirectory() as root, running(Path(root)) as app:
+            for path in shoot(f"{app.admin}/dashboard?site={SITE}&period=30d", args.out, TOKEN, args.readme):
+                print(path)
         return 0
     from proxy.stream.embedded import free_port
 

@@ -142,7 +142,7 @@ export function list(tab, results, onPick) {
 
 /** A table for the performance view: every metric side by side. */
 export function table(tab, results, onPick) {
-  const optional = new Set(["latency_p50"]);
+  const optional = new Set(["latency_p50", "latency_p95"]); // hidden on narrow screens
   const thead = el("tr", {}, el("th", { text: tab.label }),
     ...tab.metrics.map((m) => el("th", { class: optional.has(m) ? "opt" : null,
       text: m === "conversion_rate" && tab.conversionLabel ? tab.conversionLabel : label(m) })));

@@ -3,6 +3,7 @@ store, and helpers to ask its API the questions the page asks."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import random
@@ -141,10 +142,10 @@ def _wait(predicate: Any, what: str, proc: subprocess.Popen[bytes], seconds: flo
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="package")
-def footfall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Footfall]:
-    """``footfall run`` on free loopback ports, its store loaded with :func:`population`."""
-    root = tmp_path_factory.mktemp("dashboard")
+@contextlib.contextmanager
+def running(root: Path, events: list[dict[str, Any]] | None = None) -> Iterator[Footfall]:
+    """``footfall run`` on free loopback ports with its data in ``root``, its store
+    loaded with ``events`` (default :func:`population`); stopped on exit."""
     config = root / "footfall.toml"
     config.write_text(CONFIG)
     admin_port = free_port()
@@ -159,7 +160,7 @@ def footfall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Footfall]:
     app = Footfall(f"http://127.0.0.1:{admin_port}", root / "data")
     try:
         _wait(lambda: urllib.request.urlopen(app.admin + "/readyz", timeout=2).status == 200, "readyz", proc)
-        events = population()
+        events = population() if events is None else events
         client = redis.Redis.from_url(f"unix://{root / 'data' / 'redis' / 'redis.sock'}")
         with client.pipeline(transaction=False) as pipe:
             for e in events:
@@ -178,3 +179,10 @@ def footfall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Footfall]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="package")
+def footfall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Footfall]:
+    """``footfall run`` with the known :func:`population` in its store."""
+    with running(tmp_path_factory.mktemp("dashboard")) as app:
+        yield app
