@@ -4,8 +4,11 @@
 A missing binary FAILS the test that asked for a browser, with the way to fix it:
 a browser test that silently skipped would prove nothing.
 
-Use the ``browser`` fixture (session-scoped, sync API: the tests that use it are
-plain functions, not coroutines).
+Use the ``browser`` fixture (sync API: the tests that use it are plain functions,
+not coroutines). It is module-scoped, not session-scoped: while Playwright's sync API
+is running, the thread has an event loop, and every asyncio test after it would fail
+with "cannot be called from a running event loop". Closing the browser at the end of
+the module gives the thread back.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ LAUNCH_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium for the session; each test opens its own context (cookies, viewport)."""
+    """One Chromium per test module; each test opens its own context (cookies, viewport)."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(
             f"no Chromium at {CHROMIUM}: install it (apt-get install -y chromium; .ci/run does) "
