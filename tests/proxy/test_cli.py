@@ -211,7 +211,7 @@ async def test_ctrl_c_to_the_whole_group_drains_into_the_embedded_redis(tmp_path
     config.write_text("[publisher]\nbatch_size = 100000\nflush_interval_ms = 600000\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy.cli", "demo", "--listen", f"127.0.0.1:{port}", "--config", str(config),
-         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d")],  # fmt: skip
+         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d"), "--traffic", "off"],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,

@@ -29,6 +29,9 @@ PANELS = {
                        ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"], []),
 }
 Page = Any  # playwright.sync_api.Page
+# A real footfall process, its store and a real browser: the first test also pays for
+# starting them, and this 2-core machine is shared.
+pytestmark = pytest.mark.timeout(180)
 
 
 def number(text: str) -> float | None:
