@@ -28,7 +28,7 @@ from typing import Any
 
 from collectors.query.dimensions import DIMENSIONS, IS_BOT, session_column, time_expr, visit_expr
 from collectors.query.goals import Goals
-from collectors.query.metrics import INTERACTIVE, METRICS, Metric, Part
+from collectors.query.metrics import BY_SESSION, DURATION, INTERACTIVE, METRICS, Metric, Part
 from collectors.query.model import Condition, Filter, Logic, Op, Period, Query
 from collectors.query.parse import QueryError
 
@@ -67,6 +67,7 @@ class _Builder:
     needs_session: bool = False
     uses_goals: bool = False
     bot_filtered: bool = False
+    visit_mode: str = "join"  # visit dimensions as: "join" (joined session), "alias" (s_…), "own" (the event's)
     _n: int = 0
 
     def bind(self, value: Any) -> str:
@@ -79,6 +80,10 @@ class _Builder:
     def column(self, name: str) -> str:
         dim = DIMENSIONS[name]
         if dim.scope == "visit":
+            if self.visit_mode == "alias":
+                return dim.alias
+            if self.visit_mode == "own":
+                return dim.expr
             self.needs_session = True
             return visit_expr(dim)
         if dim.scope == "goal":
@@ -176,9 +181,39 @@ def compile_query(
     dims = query.dimensions if dimensions is None else dimensions
     cols = metric_columns(query) if metrics is None else metrics
     where_filters = query.filters if filters is None else filters
-    dim_sql = [b.column(d) for d in dims]
-    filter_sql = [b.condition(f) for f in where_filters]
     defs = [METRICS[m] for m in cols]
+    base = [
+        "site = {site:String}",
+        f"ts >= {{lo:{TS}}}",
+        f"ts < {{hi:{TS}}}",
+    ]
+    if not b.bot_filtered and "event:bot" in _filter_dims(where_filters):
+        b.bot_filtered = True
+    bots = "" if b.bot_filtered else f"NOT {IS_BOT}"
+    visit_dims = _visit_dims(dims, where_filters)
+    if all(DIMENSIONS[d].scope == "visit" for d in dims) and all(
+        _scope(f) == "visit" for f in where_filters
+    ) and set(cols) <= BY_SESSION.keys():
+        # sessions first: one GROUP BY session pass, no join back to the events
+        b.visit_mode = "alias"
+        sql = _session_plan(b, dims, cols, where_filters, visit_dims, " AND ".join([*base, *([bots] if bots else [])]))
+        return _finish(b, query, ctx, sql, dims, cols, count_rows, paginate, "", "")
+    dim_sql = [b.column(d) for d in dims]
+    visit_filters = [f for f in where_filters if _scope(f) == "visit"]
+    if visit_filters and not any(DIMENSIONS[d].scope == "visit" for d in dims) and not any(
+        m.session_stats for m in defs
+    ) and all(_scope(f) in ("visit", "event") for f in where_filters):
+        # visit filters as a set of session ids, not a join: the events stay as they are
+        b.visit_mode = "own"
+        own = " AND ".join(b.condition(f) for f in visit_filters)
+        b.visit_mode = "alias"
+        chosen = " AND ".join(b.condition(f) for f in visit_filters)
+        sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, "session != ''", *([bots] if bots else [])]))
+        b.visit_mode = "join"
+        filter_sql = [b.condition(f) for f in where_filters if _scope(f) != "visit"]
+        filter_sql.append(f"if(session = '', {own}, session IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
+    else:
+        filter_sql = [b.condition(f) for f in where_filters]
     if any(m.session_stats for m in defs):
         b.needs_session = True
     by_session = any(m.by_session for m in defs)
@@ -187,25 +222,11 @@ def compile_query(
     parts: list[Part] = []
     for m in defs:
         parts.extend(p for p in m.parts if p not in parts)
-    base = [
-        "site = {site:String}",
-        f"ts >= {{lo:{TS}}}",
-        f"ts < {{hi:{TS}}}",
-    ]
-    bots = "" if b.bot_filtered else f"NOT {IS_BOT}"
     where = " AND ".join(base + ([bots] if bots else []) + filter_sql)
     source = f"{ctx.db}.events"
     if b.needs_session:
-        visit_cols = [session_column(DIMENSIONS[d]) for d in sorted(_visit_dims(dims, where_filters))]
         session_where = " AND ".join([*base, "session != ''", *([bots] if bots else [])])
-        session_sql = (
-            "SELECT session AS s_id, "
-            + "".join(c + ", " for c in visit_cols)
-            + "countIf(kind = 'pageview') AS s_pageviews, "
-            + f"countIf({INTERACTIVE}) AS s_interactions, "
-            + "intDiv(toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)), 1000) AS s_duration "
-            + f"FROM {ctx.db}.events WHERE {session_where} GROUP BY session"
-        )
+        session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True)
         source += f" ANY LEFT JOIN ({session_sql}) AS s ON session = s.s_id"
 
     dim_aliases = [f"d{i}" for i in range(len(dims))]
@@ -231,6 +252,60 @@ def compile_query(
         if dims:
             sql += f" GROUP BY {group}"
 
+    return _finish(b, query, ctx, sql, dims, cols, count_rows, paginate, source, where)
+
+
+def _sessions_sql(ctx: Context, visit_dims: set[str], where: str, stats: bool = False) -> str:
+    """One row per session in the range: ``s_id``, its first-touch visit attributes and, with
+    ``stats``, its pageviews, interactions and duration."""
+    cols = ["session AS s_id", *(session_column(DIMENSIONS[d]) for d in sorted(visit_dims))]
+    if stats:
+        cols += [
+            "countIf(kind = 'pageview') AS s_pageviews",
+            f"countIf({INTERACTIVE}) AS s_interactions",
+            f"{DURATION} AS s_duration",
+        ]
+    return f"SELECT {', '.join(cols)} FROM {ctx.db}.events WHERE {where} GROUP BY session"
+
+
+def _session_plan(
+    b: _Builder, dims: tuple[str, ...], cols: tuple[str, ...], filters: tuple[Filter, ...], visit_dims: set[str],
+    where: str,
+) -> str:  # fmt: skip
+    """Visit-only questions (visit dimensions and filters, visit metrics): group the events by
+    session once (an event without a session is its own), then group the sessions."""
+    inner = [
+        "if(session = '', id, session) AS _k", "any(session) AS _sid", "any(visitor) AS _vis",
+        "countIf(kind = 'pageview') AS _pv", f"countIf({INTERACTIVE}) AS _int", f"{DURATION} AS _dur",
+    ]  # fmt: skip
+    for name in sorted(visit_dims):
+        dim = DIMENSIONS[name]
+        pick = "argMinIf" if dim.first else "argMaxIf"
+        first = f"{pick}({dim.expr}, ts, kind = 'pageview')"
+        inner.append(f"if(any(session) = '', any({dim.expr}), {first}) AS {dim.alias}")
+    selected = [f"{b.column(d)} AS d{i}" for i, d in enumerate(dims)]
+    selected += [f"{BY_SESSION[m]} AS m_{m}" for m in cols]
+    conditions = [b.condition(f) for f in filters]
+    sessions = f"SELECT {', '.join(inner)} FROM {b.ctx.db}.events WHERE {where} GROUP BY _k"
+    sql = f"SELECT {', '.join(selected)} FROM ({sessions})"
+    if conditions:
+        sql += " WHERE " + " AND ".join(conditions)
+    if dims:
+        sql += " GROUP BY " + ", ".join(f"d{i}" for i in range(len(dims)))
+    return sql
+
+
+def _scope(f: Filter) -> str:
+    """``visit`` when every condition of ``f`` is on a visit dimension, ``event`` when none is
+    (goals and bots count as event), ``mixed`` otherwise."""
+    scopes = {"visit" if DIMENSIONS[d].scope == "visit" else "event" for d in _filter_dims((f,))}
+    return scopes.pop() if len(scopes) == 1 else "mixed"
+
+
+def _finish(
+    b: _Builder, query: Query, ctx: Context, sql: str, dims: tuple[str, ...], cols: tuple[str, ...],
+    count_rows: bool, paginate: bool, source: str, where: str,
+) -> Compiled:  # fmt: skip
     if count_rows:
         sql = f"SELECT count() FROM ({sql})"
     elif paginate and dims:

@@ -101,4 +101,17 @@ _ALL: list[Metric] = [
     ),
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+DURATION = "intDiv(toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)), 1000)"
+# The visit metrics over one row per session (``_sid`` its id, '' for a sessionless event;
+# ``_vis`` visitor, ``_pv`` pageviews, ``_int`` interactions, ``_dur`` seconds): the same
+# definitions as above, used when a question needs nothing but visits (compile.py).
+_VISITS_N = "countIf(_sid != '')"
+BY_SESSION: dict[str, str] = {
+    "visitors": "uniqExactIf(_vis, _vis != '')",
+    "visits": _VISITS_N,
+    "pageviews": "sum(_pv)",
+    "views_per_visit": _ratio("sumIf(_pv, _sid != '')", _VISITS_N, "1"),
+    "bounce_rate": _ratio("countIf(_sid != '' AND _pv = 1 AND _int = 0)", _VISITS_N),
+    "visit_duration": "round(avgIf(_dur, _sid != ''), 1)",
+}
 VISITORS = METRICS["visitors"]

@@ -79,6 +79,19 @@ def test_every_filter_operator(world: tuple[TestStore, Oracle], flt: list[Any]) 
     _check(world, metrics=metrics, filters=[flt], dimensions=["visit:source"])
 
 
+VISIT_METRICS = ["visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "views_per_visit"]
+EVENT_METRICS = ["visitors", "visits", "pageviews", "events", "requests", "latency_p75"]
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=lambda f: f"{f[0]}:{f[1] if isinstance(f[1], str) else 'tree'}")
+@pytest.mark.parametrize("dims", [[], ["visit:channel"], ["visit:entry_page", "visit:country"], ["event:page"]])
+def test_query_plans_agree(world: tuple[TestStore, Oracle], flt: list[Any], dims: list[str]) -> None:
+    """Visit-only questions take the sessions-first plan, visit filters on event metrics the
+    session-id set; both must give the oracle's answer like the joined plan."""
+    _check(world, metrics=VISIT_METRICS, filters=[flt], dimensions=dims)
+    _check(world, metrics=EVENT_METRICS, filters=[flt], dimensions=dims)
+
+
 def test_goals_conversion_rate(world: tuple[TestStore, Oracle]) -> None:
     got = _check(world, metrics=["visitors", "events", "conversion_rate"], dimensions=["event:goal"])
     assert {r["dimensions"][0] for r in got["results"]} == {"buy", "pricing", "blog"}
