@@ -20,8 +20,9 @@ fill time: a read that returns fewer entries keeps reading until the batch is
 full or ``flush_seconds`` passed since the first entry, so a quiet stream still
 makes few, large applies (each insert is a part the store merges later).
 
-A :class:`StagedSink` is pipelined: the loop reads batch N+1, sends
-batch N's apply, then prepares N+1 in Python while Redis runs N, and awaits N's
+A :class:`StagedSink` (the analytics loader) is pipelined: the loop reads batch
+N+1, sends batch N's apply, then prepares N+1 in Python while Redis or the store
+runs N, and awaits N's
 reply before sending N+1. Applies stay one at a time and in order, each still
 acking only its own entries, so the guarantees above are unchanged; a crash can
 leave two batches pending instead of one.

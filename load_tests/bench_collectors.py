@@ -3,7 +3,9 @@
 Starts a private redis-server (the embedded binary) on a free port, XADDs N
 realistic events (500 visitors, 40 pages, 6 campaigns, goals and a funnel),
 then times a CollectorService draining the stream, for each group alone and
-both together. The collector's own CPU time is reported too: Redis runs in its
+both together (analytics is the loader into an embedded store in a temporary
+directory; load_tests/bench_loader.py measures it with queries running and
+against the Redis-aggregate collector). The collector's own CPU time is reported too: Redis runs in its
 own process (on the other core of a 2-core box), the figure that matters for
 "one collector core" is events per collector-CPU-second.
 
@@ -87,7 +89,7 @@ async def run(which: frozenset[str], n: int, batch_size: int = 500) -> tuple[flo
                 "goals": [{"name": "buy", "method": "POST", "path": "/checkout", "status": "2xx"}],
                 "funnels": [{"name": "f", "steps": ["/p1", "/p2", "/p3"]}],
             }, errors)  # fmt: skip
-            service = CollectorService(server.url, STREAM, settings, which, "bench")
+            service = CollectorService(server.url, STREAM, settings, which, "bench", data_dir=Path(tmp) / "data")
             rcpu0 = await redis_cpu(redis)
             cpu0, t0 = time.process_time(), time.perf_counter()
             await service.start()

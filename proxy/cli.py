@@ -29,6 +29,7 @@ from proxy import settings as settings_mod
 from proxy.settings import ConfigError, Settings
 
 EXIT_CONFIG = 2
+EXIT_STORE_BUSY = 3
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -168,7 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     collectors = frozenset() if args.command == "proxy" else frozenset({"analytics", "performance"})
     demo = args.command == "demo"
     traffic = demo and args.traffic == "on"
-    return run(settings, Plan(collectors=collectors, demo=demo, demo_traffic=traffic))
+    try:
+        return run(settings, Plan(collectors=collectors, demo=demo, demo_traffic=traffic))
+    except Exception as exc:
+        return _store_busy(exc)
+
+
+def _store_busy(exc: Exception) -> int:
+    """The embedded store is held by another process: say so (no traceback); re-raise anything else."""
+    from collectors.analytics.store import StoreBusy
+
+    if not isinstance(exc, StoreBusy):
+        raise exc
+    print(f"footfall: {exc}; stop that process or use another --data-dir", file=sys.stderr)
+    return EXIT_STORE_BUSY
 
 
 def _collect(settings: Settings, args: argparse.Namespace) -> int:
@@ -194,6 +208,8 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
                           store_settings=store, data_dir=settings.data_dir, token=settings.admin.token))  # fmt: skip
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        return _store_busy(exc)
     finally:
         if embedded is not None and not embedded.shared:
             embedded.stop()

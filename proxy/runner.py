@@ -186,9 +186,10 @@ async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -
     demo_runner = None
     if plan.demo:
         settings, demo_runner = await _start_demo_upstream(settings)
+    # Collectors first: a store held by another process stops us before we listen.
+    collectors = await _start_collectors(settings, plan, redis_url)
     worker = ProxyWorker(settings, redis_url=redis_url)
     await worker.start()
-    collectors = await _start_collectors(settings, plan, redis_url)
     registries: list[CollectorRegistry] = [worker.metrics.registry, REGISTRY]
     if collectors is not None:
         registries.append(collectors.registry)
@@ -247,6 +248,7 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
         demo_runner = None
         if plan.demo:
             settings, demo_runner = await _start_demo_upstream(settings)
+        collectors = await _start_collectors(settings, plan, redis_url)  # before the workers: see _serve_single
         events = [ctx.Event() for _ in range(settings.workers)]
         procs = [
             ctx.Process(target=_worker_main, args=(settings, redis_url, i, events[i]), name=f"footfall-worker-{i}")
@@ -256,7 +258,6 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
             p.start()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
-        collectors = await _start_collectors(settings, plan, redis_url)
         registries = [registry] + ([collectors.registry] if collectors is not None else [])
 
         def ready() -> bool:

@@ -17,7 +17,10 @@ entry at once): merges fold it away.
 
 The runtime fills batches up to :attr:`StoreLoader.batch_size` events or
 :attr:`StoreLoader.flush_seconds` (few large inserts: every insert is a part
-that the engine merges later).
+that the engine merges later), and pipelines them (a ``StagedSink``): while the
+store inserts batch N in the loader's thread (chDB releases the GIL), the loop
+reads and converts batch N+1. Inserts stay one at a time and in order, each
+batch acked only after its own insert.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import orjson
@@ -99,15 +102,27 @@ class StoreLoader:
         self.flush_seconds = store.settings.flush_seconds
         self.expired = 0
 
-    async def apply(self, batch: list[tuple[str, Event]], acks: list[str]) -> int:
+    def prepare(self, batch: list[tuple[str, Event]], acks: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
         rows, expired = prepare(batch, time.time(), self.store.settings.ttl_days)
         if expired:
             self.expired += expired
             log.warning("loader: %d events older than the %d-day retention skipped",
                         expired, self.store.settings.ttl_days)  # fmt: skip
-        new = await self.store.run_writer(insert_new, self.store, rows) if rows else 0
-        await self.ack(acks)
-        return new
+        return rows, acks
+
+    async def send(self, staged: tuple[dict[str, dict[str, Any]], list[str]]) -> Coroutine[Any, Any, int]:
+        rows, acks = staged
+        inserting = self.store.submit_writer(insert_new, self.store, rows) if rows else None
+
+        async def finish() -> int:
+            new = await inserting if inserting is not None else 0
+            await self.ack(acks)
+            return new
+
+        return finish()
+
+    async def apply(self, batch: list[tuple[str, Event]], acks: list[str]) -> int:
+        return await (await self.send(self.prepare(batch, acks)))
 
     async def ack(self, acks: list[str]) -> None:
         """XACK, once the batch is stored (the crash test kills the process here)."""

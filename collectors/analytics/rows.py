@@ -13,6 +13,7 @@ so a newer proxy's additive fields never break an older loader.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -35,18 +36,24 @@ _NESTED = (
 _VITALS = ("lcp", "inp", "cls", "fcp", "ttfb")
 
 
+_NUMBER = (int, float)  # exact types: a bool is not a number here
+_EMPTY: dict[str, Any] = {}
+
+
 def _s(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+    return value if type(value) is str else ""
 
 
 def _num(value: Any) -> float | int | None:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return value if type(value) in _NUMBER else None
 
 
 def _strmap(value: Any) -> dict[str, str]:
     """``query``/``props``: string values kept, lists joined by commas, the rest dropped."""
-    if not isinstance(value, dict):
+    if not value or type(value) is not dict:
         return {}
+    if all(type(item) is str for item in value.values()):
+        return value  # the usual case, already a string map
     out: dict[str, str] = {}
     for key, item in value.items():
         if isinstance(item, str):
@@ -57,42 +64,48 @@ def _strmap(value: Any) -> dict[str, str]:
 
 
 def to_row(event: Event) -> dict[str, Any]:
-    """The events-table row of a decoded event (``id``, ``ts`` and ``site`` already checked)."""
+    """The events-table row of a decoded event (``id``, ``ts`` and ``site`` already checked).
+
+    On the loader's hot path (once per event): plain lookups, no helper per field.
+    """
+    get: Callable[[str], Any] = event.get
     row: dict[str, Any] = {"id": event["id"], "ts": float(event["ts"]), "site": event["site"]}
     for key in _STR:
-        row[key] = _s(event.get(key))
+        value = get(key)
+        row[key] = value if type(value) is str else ""
     if not row["via"]:
         row["via"] = "proxy"
     for key, columns in _NESTED:
-        nested = event.get(key)
-        if not isinstance(nested, dict):
-            nested = {}
+        nested = get(key)
+        if type(nested) is not dict:
+            nested = _EMPTY
         for field, column in columns:
-            row[column] = _s(nested.get(field))
-    if row["referrer_medium"] == "" and event.get("referrer") is None:
+            value = nested.get(field)
+            row[column] = value if type(value) is str else ""
+    if row["referrer_medium"] == "" and get("referrer") is None:
         row["referrer_medium"] = "direct"
-    status = _num(event.get("status"))
-    row["status"] = int(status) if status is not None and 0 <= status < 65536 else 0
-    bytes_out = _num(event.get("bytes_out"))
-    row["bytes_out"] = int(bytes_out) if bytes_out is not None and bytes_out >= 0 else 0
-    row["duration_ms"] = _num(event.get("duration_ms")) or 0.0
-    row["upstream_ms"] = _num(event.get("upstream_ms"))
-    row["new_visitor"] = event.get("new_visitor") is True
-    row["new_session"] = event.get("new_session") is True
-    row["bot"] = event.get("bot") is True
-    score = _num(event.get("bot_score"))
-    row["bot_score"] = int(score) if score is not None and 0 <= score <= 99 else 0
-    row["query"] = _strmap(event.get("query"))
-    row["props"] = _strmap(event.get("props"))
-    vitals = event.get("vitals")
-    if not isinstance(vitals, dict):
-        vitals = {}
+    status = get("status")
+    row["status"] = int(status) if type(status) in _NUMBER and 0 <= status < 65536 else 0
+    bytes_out = get("bytes_out")
+    row["bytes_out"] = int(bytes_out) if type(bytes_out) in _NUMBER and bytes_out >= 0 else 0
+    row["duration_ms"] = _num(get("duration_ms")) or 0.0
+    row["upstream_ms"] = _num(get("upstream_ms"))
+    row["new_visitor"] = get("new_visitor") is True
+    row["new_session"] = get("new_session") is True
+    row["bot"] = get("bot") is True
+    score = get("bot_score")
+    row["bot_score"] = int(score) if type(score) in _NUMBER and 0 <= score <= 99 else 0
+    row["query"] = _strmap(get("query"))
+    row["props"] = _strmap(get("props"))
+    vitals = get("vitals")
+    if type(vitals) is not dict:
+        vitals = _EMPTY
     for key in _VITALS:
         row[key] = _num(vitals.get(key))
-    engaged = _num(event.get("engaged_ms"))
-    row["engaged_ms"] = int(engaged) if engaged is not None and 0 <= engaged < 2**32 else None
-    scroll = _num(event.get("scroll_depth"))
-    row["scroll_depth"] = int(scroll) if scroll is not None and 0 <= scroll <= 100 else None
+    engaged = get("engaged_ms")
+    row["engaged_ms"] = int(engaged) if type(engaged) in _NUMBER and 0 <= engaged < 2**32 else None
+    scroll = get("scroll_depth")
+    row["scroll_depth"] = int(scroll) if type(scroll) in _NUMBER and 0 <= scroll <= 100 else None
     return row
 
 

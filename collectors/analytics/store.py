@@ -114,9 +114,13 @@ class Store:
 
     async def run_writer(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the loader's thread (``fn`` may call :attr:`writer`)."""
+        return await self.submit_writer(fn, *args)
+
+    def submit_writer(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Start ``fn(*args)`` in the loader's thread now; await the future for its result."""
         if self._closed:
             raise RuntimeError("the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._writer_executor, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._writer_executor, fn, *args)
 
     async def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return await self.run(self.engine.query, sql, params)

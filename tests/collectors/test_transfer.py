@@ -130,6 +130,12 @@ async def test_import_twice_then_export_every_format_while_run_holds_the_store(
                                      *closed, *common)  # fmt: skip
     assert result.returncode == 3
     assert "held by another process" in result.stderr.decode()
+    # ... and so does a second loader on the same data dir, without a traceback
+    result = await asyncio.to_thread(footfall, "collect", "analytics", "--admin-listen", f"127.0.0.1:{free_port()}",
+                                     *common)  # fmt: skip
+    assert result.returncode == 3
+    assert "held by another process; stop that process or use another --data-dir" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
 
     # once `run` is gone, export opens the store itself
     assert await stop(proc) == 0
