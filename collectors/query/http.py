@@ -76,7 +76,10 @@ class QueryApi:
             return _json(await fn(store))
         except QueryError as exc:
             return _error(str(exc))
-        except Exception:
+        except Exception as exc:
+            if "MEMORY_LIMIT_EXCEEDED" in str(exc):  # the store's documented cap, not a bug
+                log.warning("query over the store's memory cap: %s", str(exc).splitlines()[0][:200])
+                return _error("the query needs more memory than the store's cap allows; narrow it", 503)
             log.exception("query failed")
             return _error("query failed; see the server log", 500)
 

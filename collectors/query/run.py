@@ -141,7 +141,8 @@ def funnel(engine: Engine, query: Query, ctx: Context, definition: Funnel) -> di
     per visitor, the whole period as the window); drop-off and conversion per step."""
     check_regexes(engine, query.filters)
     conditions, params = funnel_steps(definition)
-    base = compile_query(query, ctx, dimensions=(), metrics=("visitors",), paginate=False)
+    # an event metric, so the plan keeps the events (a visit-only plan would group sessions)
+    base = compile_query(query, ctx, dimensions=(), metrics=("requests",), paginate=False)
     source, where = base.source, base.where  # the query's own site, period, bot and filter clauses
     window_ms = int((query.period.end - query.period.start).total_seconds() * 1000)
     sql = (

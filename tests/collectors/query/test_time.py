@@ -162,6 +162,11 @@ def test_funnel_steps(world: tuple[TestStore, Oracle]) -> None:
     assert want[0] > want[1] > 0
     assert got["steps"][1]["dropoff"] == want[0] - want[1]
     assert got["steps"][2]["conversion_rate"] == round(100 * want[2] / want[0], 2)
+    # a segment narrows the funnel (visit filters take the session-id set plan)
+    mobile = parse({"site_id": SITE, "metrics": ["visitors"], "date_range": ["2026-03-26", "2026-04-01"],
+                    "filters": [["is", "visit:device", ["mobile"]]]}, settings)  # fmt: skip
+    narrowed = funnel(store.engine, mobile, context(settings, store.db, SITE), settings.funnels[0])
+    assert 0 < narrowed["steps"][0]["visitors"] < want[0]
 
 
 def test_realtime_is_the_last_five_minutes(query_engine: Engine) -> None:
