@@ -166,7 +166,13 @@ function renderKpis(row) {
         title: `previous period: ${fmt(m, before[i])}`, text: d.dir === 0 ? "no change" : d.text }) : null,
 );
     card.setAttribute("aria-label", `${label(m)}: ${fmt(m, values[i])}. Show over time`);
-    return activatable(card, () => { update({ metric: m }, { replace: true }); });
+    // Every KPI is already in the timeseries: switching the chart asks nothing new.
+    return activatable(card, () => {
+      state.metric = m;
+      writeState(true);
+      box.querySelectorAll(".kpi").forEach((k) => k.setAttribute("aria-pressed", String(k.dataset.metric === m)));
+      renderMainChart();
+    });
   }));
 }
 
@@ -224,7 +230,12 @@ async function loadPanel(panel, common, gen) {
   const tab = panel.tabs.find((t) => t.key === state.tabs[panel.id]) || panel.tabs[0];
   const q = tabQuery(tab, common);
   const goals = config.goals.map((g) => g.name);
-  const onTab = (key) => update({ tabs: { ...state.tabs, [panel.id]: key } }, { replace: true });
+  // A tab is one more question for this panel only.
+  const onTab = (key) => {
+    state.tabs = { ...state.tabs, [panel.id]: key };
+    writeState(true);
+    loadPanel(panel, base(state), generation);
+  };
   node.classList.add("loading");
   const fail = (message, detail) => {
     node.replaceChildren(head(panel.title, panel.tabs, tab, onTab, () => {}), empty(message, detail));

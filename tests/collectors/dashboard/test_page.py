@@ -224,3 +224,24 @@ def test_without_the_credential_the_api_says_401_and_the_page_asks_for_it(footfa
     assert urlsplit(page.url).path == "/dashboard" and "period=7d" in page.url
     assert page.query_selector_all(".kpi")
     ctx.close()
+
+
+def test_tabs_and_cards_switch_without_reloading_the_rest(footfall: Footfall, browser: Any) -> None:
+    page, errors = open_page(footfall, browser, f"site={SITE}&period=30d")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.post_data or "") if "/api/v2/query" in r.url else None)
+    page.click('#panel-sources [data-tab="channels"]')
+    page.wait_for_selector('#panel-sources [data-dimension="visit:channel"]')
+    body = {"metrics": ["visitors"], "date_range": local_range(30), "dimensions": ["visit:channel"],
+            "order_by": [["visitors", "desc"]], "pagination": {"limit": 10}}  # fmt: skip
+    expected = [(r["dimensions"][0], numbers(r["metrics"])) for r in footfall.query(body)["results"]]
+    assert panel_rows(page, "sources") == expected
+    assert parse_qs(urlsplit(page.url).query)["t.sources"] == ["channels"]
+    assert len(asked) == 1 and "visit:channel" in asked[0]  # one question, for this panel only
+    page.click('.kpi[data-metric="bounce_rate"]')
+    assert page.text_content("#chart-title") == "Bounce rate"
+    assert page.get_attribute('.kpi[data-metric="bounce_rate"]', "aria-pressed") == "true"
+    assert parse_qs(urlsplit(page.url).query)["metric"] == ["bounce_rate"]
+    assert len(asked) == 1  # the chart already had every KPI
+    assert errors == []
+    page.context.close()
