@@ -12,6 +12,10 @@ listener is on loopback). With a token:
 The cookie holds an expiry and an HMAC of it keyed by the token, never the token
 itself: changing the token logs everyone out, and a stolen cookie expires. All
 secret comparisons are constant time (``hmac.compare_digest``).
+
+A read-only share link per site (``/share/<site>/<key>``, the key an HMAC of the site
+keyed by the token; an admin gets it from ``GET /api/share?site=``) sets a cookie that
+opens that site's dashboard and its read queries, nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import json
 import time
 from urllib.parse import quote, urlsplit
 
@@ -27,8 +32,12 @@ from aiohttp.typedefs import Handler, Middleware
 
 COOKIE = "ff_admin"
 COOKIE_MAX_AGE = 30 * 86400
+SHARE_COOKIE = "ff_share"
+SHARE_SITE = web.RequestKey("footfall_share_site", str)  # the one site a share cookie opens
 OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/login", "/favicon.ico"})
-OPEN_PREFIXES = ("/dashboard/static/",)
+OPEN_PREFIXES = ("/dashboard/static/", "/share/")
+SHARE_PAGES = frozenset({"/dashboard", "/dashboard/", "/dashboard/config.json"})
+SHARE_QUERIES = frozenset({"/api/v2/query", "/api/v2/funnel"})
 
 
 def session_value(token: str, expires: int) -> str:
@@ -50,6 +59,33 @@ def valid_bearer(token: str, header: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def share_key(token: str, site: str) -> str:
+    return hmac.new(token.encode(), f"footfall-share:{site}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def shared_site(token: str, value: str) -> str | None:
+    """The site a share cookie (``site|key``) opens, or None."""
+    site, _, key = value.rpartition("|")
+    if not site or not hmac.compare_digest(key.encode(), share_key(token, site).encode()):
+        return None
+    return site
+
+
+async def share_allows(request: web.Request, site: str) -> bool:
+    """A share cookie reads one site: its page and its queries; nothing else."""
+    if request.method == "GET" and request.path in SHARE_PAGES:
+        return True
+    if request.method == "GET" and request.path == "/api/v2/realtime":
+        return request.query.get("site_id") == site
+    if request.method == "POST" and request.path in SHARE_QUERIES and same_origin(request):
+        try:
+            body = json.loads(await request.read())  # aiohttp keeps the bytes for the handler
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get("site_id") == site
+    return False
 
 
 def safe_next(target: str | None) -> str:
@@ -79,19 +115,23 @@ def auth_middleware(token: str) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not token or _is_open(request.path):
             return await handler(request)
-        cookie_ok = valid_session(token, request.cookies.get(COOKIE, ""), time.time())
-        if request.path.startswith("/api/"):
-            if valid_bearer(token, request.headers.get("Authorization", "")):
-                return await handler(request)
-            if cookie_ok and (request.method in ("GET", "HEAD") or same_origin(request)):
-                return await handler(request)
+        api = request.path.startswith("/api/")
+        if api and valid_bearer(token, request.headers.get("Authorization", "")):
+            return await handler(request)
+        if valid_session(token, request.cookies.get(COOKIE, ""), time.time()) and (
+            not api or request.method in ("GET", "HEAD") or same_origin(request)
+        ):
+            return await handler(request)
+        site = shared_site(token, request.cookies.get(SHARE_COOKIE, ""))
+        if site is not None and await share_allows(request, site):
+            request[SHARE_SITE] = site
+            return await handler(request)
+        if api:
             return web.json_response(
                 {"error": "unauthorized: send Authorization: Bearer <admin.token>"},
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="footfall"'},
             )
-        if cookie_ok:
-            return await handler(request)
         raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
 
     return middleware
@@ -129,9 +169,27 @@ def login_routes(app: web.Application, token: str) -> None:
         response.del_cookie(COOKIE, path="/")
         raise response
 
+    async def share_link(request: web.Request) -> web.Response:
+        site = request.query.get("site", "")
+        if not site or "/" in site or "|" in site:
+            return web.json_response({"error": "site: a site host is required"}, status=400)
+        return web.json_response({"url": f"/share/{quote(site, safe='')}/{share_key(token, site)}"})
+
+    async def open_share(request: web.Request) -> web.StreamResponse:
+        site, key = request.match_info["site"], request.match_info["key"]
+        if not hmac.compare_digest(key.encode(), share_key(token, site).encode()):
+            raise web.HTTPNotFound()
+        response = web.HTTPSeeOther(f"/dashboard?site={quote(site, safe='')}")
+        # Lax, not Strict: a share link is opened from mail or chat, another site.
+        response.set_cookie(SHARE_COOKIE, f"{site}|{key}", path="/", httponly=True, samesite="Lax",
+                            secure=request.secure)  # fmt: skip
+        raise response
+
     app.router.add_get("/login", show)
     app.router.add_post("/login", submit)
     app.router.add_post("/logout", logout)
+    app.router.add_get("/api/share", share_link)
+    app.router.add_get("/share/{site}/{key}", open_share)
 
 
 def _login_page(target: str, error: str, status: int = 200) -> web.Response:

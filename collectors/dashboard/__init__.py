@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from collectors.settings import CollectorSettings
+from proxy.auth import SHARE_SITE
 
 STATIC = Path(__file__).with_name("static")
 # Static assets change with a release, not per request; the page itself is revalidated.
@@ -66,9 +67,14 @@ def add_routes(
     configured = [SiteInfo(s.host, s.timezone) for s in settings.sites]
     configured += [SiteInfo(s.host, settings.site(s.host).timezone) for s in sites]
 
-    async def config(_: web.Request) -> web.Response:
-        found: Iterable[str] = await discover() if discover is not None else ()
-        doc = config_document(site_list(list({s.host: s for s in configured}.values()), found), settings)
+    async def config(request: web.Request) -> web.Response:
+        shared = request.get(SHARE_SITE)  # a share link's visitor sees that one site
+        found: Iterable[str] = await discover() if discover is not None and shared is None else ()
+        listed = site_list(list({s.host: s for s in configured}.values()), found)
+        if shared is not None:
+            listed = [next((s for s in listed if s.host == shared), SiteInfo(shared))]
+        doc = config_document(listed, settings)
+        doc["shared"] = shared is not None
         return web.json_response(doc, headers={"Cache-Control": "no-store"})
 
     async def root(_: web.Request) -> web.StreamResponse:

@@ -16,7 +16,16 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.admin import admin_app, start_admin
-from proxy.auth import COOKIE, safe_next, session_value, valid_bearer, valid_session
+from proxy.auth import (
+    COOKIE,
+    SHARE_COOKIE,
+    safe_next,
+    session_value,
+    share_key,
+    shared_site,
+    valid_bearer,
+    valid_session,
+)
 from proxy.settings import Address, admin_token_errors, is_loopback
 from proxy.stream.embedded import free_port
 
@@ -84,7 +93,12 @@ async def _serve(token: str) -> tuple[web.AppRunner, str]:
     async def dashboard(_: web.Request) -> web.Response:
         return web.Response(text="<h1>dashboard</h1>", content_type="text/html")
 
+    async def other(request: web.Request) -> web.Response:
+        return web.json_response({"site": request.query.get("site_id")})
+
     app.router.add_post("/api/v2/query", query)
+    app.router.add_get("/api/v2/realtime", other)
+    app.router.add_get("/api/v2/export", other)
     app.router.add_get("/dashboard", dashboard)
     port = free_port()
     runner = await start_admin(app, "127.0.0.1", port)
@@ -180,3 +194,43 @@ def test_refuses_to_start_on_a_public_admin_address_without_a_token(command: str
     assert result.returncode == 2, result.stderr
     assert "admin.token: required when" in result.stderr and "FOOTFALL_ADMIN_TOKEN" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_share_keys_are_per_site_and_per_token() -> None:
+    key = share_key(TOKEN, "a.example")
+    assert shared_site(TOKEN, f"a.example|{key}") == "a.example"
+    assert shared_site(TOKEN, f"b.example|{key}") is None
+    assert shared_site("another-token-entirely", f"a.example|{key}") is None
+    assert shared_site(TOKEN, "a.example") is None and shared_site(TOKEN, "") is None
+
+
+async def test_a_share_link_opens_one_sites_dashboard_and_nothing_else(guarded: str) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as admin:
+        async with admin.get(f"{guarded}/api/share?site=a.example", headers=bearer) as resp:
+            link = (await resp.json())["url"]
+        async with admin.get(f"{guarded}/api/share?site=a.example") as resp:
+            assert resp.status == 401  # only an admin hands out links
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as guest:
+        async with guest.get(f"{guarded}{link[:-1]}x", allow_redirects=False) as resp:
+            assert resp.status == 404
+        async with guest.get(f"{guarded}{link}", allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/dashboard?site=a.example"
+            assert resp.cookies[SHARE_COOKIE]["samesite"] == "Lax" and resp.cookies[SHARE_COOKIE]["httponly"]
+        async with guest.get(f"{guarded}/dashboard?site=a.example", allow_redirects=False) as resp:
+            assert resp.status == 200
+        async with guest.post(f"{guarded}/api/v2/query", json={"site_id": "a.example"}) as resp:
+            assert resp.status == 200 and (await resp.json())["site"] == "a.example"
+        async with guest.post(f"{guarded}/api/v2/query", json={"site_id": "b.example"}) as resp:
+            assert resp.status == 401
+        async with guest.post(f"{guarded}/api/v2/query", data=b"not json") as resp:
+            assert resp.status == 401
+        async with guest.get(f"{guarded}/api/v2/realtime?site_id=a.example") as resp:
+            assert resp.status == 200
+        async with guest.get(f"{guarded}/api/v2/realtime?site_id=b.example") as resp:
+            assert resp.status == 401
+        async with guest.get(f"{guarded}/api/v2/export?site_id=a.example") as resp:
+            assert resp.status == 401  # raw events are not part of a dashboard
+        async with guest.get(f"{guarded}/api/share?site=b.example") as resp:
+            assert resp.status == 401  # a guest cannot mint links

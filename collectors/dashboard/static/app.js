@@ -124,6 +124,16 @@ function wireControls() {
       period: "custom", from: document.getElementById("from").value, to: document.getElementById("to").value }));
   }
   document.getElementById("export").addEventListener("click", exportView);
+  const share = document.getElementById("share");
+  share.hidden = Boolean(config.shared);
+  share.addEventListener("click", async () => {
+    try {
+      const { url } = await getJSON(`/api/share?site=${encodeURIComponent(state.site)}`);
+      notice(`Read-only link to ${state.site}: ${location.origin}${url}`);
+    } catch (err) {
+      notice(err.status === 404 ? "Share links need an admin token ([admin] token)." : `No share link: ${err.message}`, "error");
+    }
+  });
   window.addEventListener("popstate", () => { state = readState(); load(); });
 }
 
@@ -374,8 +384,9 @@ export async function load() {
 
 async function start() {
   try {
-    const [cfg, listed] = await Promise.all([getJSON("/dashboard/config.json"), getJSON("/api/v2/sites").catch(() => null)]);
-    config = cfg;
+    config = await getJSON("/dashboard/config.json");
+    // A share link opens one site; the full list (with sites that have data) is the admin's.
+    const listed = config.shared ? null : await getJSON("/api/v2/sites").catch(() => null);
     // The query API's list adds the sites that have data; configured ones keep their order.
     for (const s of (listed && listed.sites) || []) {
       if (!config.sites.some((c) => c.host === s.site_id)) config.sites.push({ host: s.site_id, timezone: s.timezone });

@@ -245,3 +245,23 @@ def test_tabs_and_cards_switch_without_reloading_the_rest(footfall: Footfall, br
     assert len(asked) == 1  # the chart already had every KPI
     assert errors == []
     page.context.close()
+
+
+def test_a_share_link_shows_one_site_read_only(footfall: Footfall, browser: Any) -> None:
+    admin, _ = open_page(footfall, browser, f"site={SITE}&period=30d")
+    admin.click("#share")
+    link = re.search(r"http://\S+/share/\S+", admin.text_content("#notice") or "")
+    assert link is not None
+    admin.context.close()
+    ctx = browser.new_context()
+    guest = ctx.new_page()
+    errors: list[str] = []
+    guest.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    guest.goto(link.group(0))
+    guest.wait_for_selector("body[data-ready]")
+    assert urlsplit(guest.url).path == "/dashboard"
+    assert guest.eval_on_selector_all("#site option", "os => os.map(o => o.value)") == [SITE]
+    assert guest.is_hidden("#share")
+    assert kpis(guest)["visitors"] == api_kpis(footfall, local_range(30), [])["metrics"][0]
+    assert errors == []
+    ctx.close()
