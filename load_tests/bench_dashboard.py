@@ -99,7 +99,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) ->
     raise SystemExit(f"{url} not ready after {seconds:.0f} s")
 
 
-def measure(url: str, runs: int) -> tuple[list[float], int, list[str]]:
+def measure(url: str, runs: int, timeout_s: float) -> tuple[list[float], int, list[str]]:
     from playwright.sync_api import sync_playwright
 
     times: list[float] = []
@@ -113,7 +113,7 @@ def measure(url: str, runs: int) -> tuple[list[float], int, list[str]]:
         for i in range(runs + 1):
             counted.clear()
             page.goto(url)
-            page.wait_for_selector("body[data-ready]", timeout=120_000)
+            page.wait_for_selector("body[data-ready]", timeout=timeout_s * 1000)
             ready = page.evaluate("() => window.footfallReadyAt")
             # a failed panel still settles (and counts in the time); say which
             failed = [str(p.get_attribute("id")) for p in page.query_selector_all(".panel:has-text('Could not load')")]
@@ -133,6 +133,7 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "footfall-bench-dashboard"))
     ap.add_argument("--reuse", action="store_true", help="use the store a previous run generated")
     ap.add_argument("--no-segment", action="store_true", help="no filters (the segment is the default)")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds one page load may take")
     args = ap.parse_args()
     today = dt.datetime.now(dt.UTC).date()
     first = today - dt.timedelta(days=DAYS)
@@ -164,7 +165,7 @@ def main() -> int:
     try:
         wait_ready(f"http://127.0.0.1:{admin}/healthz", proc)
         print(f"measuring {url}")
-        times, requests, failed = measure(url, args.runs)
+        times, requests, failed = measure(url, args.runs, args.timeout)
     finally:
         proc.terminate()
         proc.wait(60)
