@@ -184,6 +184,15 @@ def main() -> None:
     print(f"{int(rows):,} rows, {int(pageviews):,} pageviews, {int(visitors):,} visitors, {int(sessions):,} sessions; "
           f"{int(disk) / int(rows):.1f} disk bytes/event; caps {caps}")  # fmt: skip
     print(f"{'query':<28}{'median ms':>10}{'worst ms':>10}{'rows':>6}")
+    # the machine's speed right now: one filtered scan of the month (count only), same runs
+    scan = f"SELECT count() FROM {DB}.events WHERE site = {{site:String}} AND NOT bot"
+    scans = []
+    for _ in range(args.runs + 1):
+        t0 = time.perf_counter()
+        engine.query(scan, {"site": SITE})
+        scans.append((time.perf_counter() - t0) * 1000)
+    results["baseline_scan_count"] = {"median_ms": statistics.median(scans[1:]), "worst_ms": max(scans[1:])}
+    print(f"{'(baseline: count() scan)':<28}{statistics.median(scans[1:]):>10.0f}{max(scans[1:]):>10.0f}{1:>6}")
     for name, body in queries(first, last).items():
         if wanted and name not in wanted:
             continue

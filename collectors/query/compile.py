@@ -35,6 +35,11 @@ from collectors.query.parse import QueryError
 NONE = "(none)"
 TS = "DateTime64(3,'UTC')"
 BEACON_GRACE_SECONDS = 3600  # beacon events of a pageview arrive after it, within this
+# Sessions are grouped and joined by a 64-bit hash of their id: integer keys aggregate and
+# join ~3x faster than strings (measured, README); a collision among a million sessions has
+# a probability of ~3e-8. An event without a session is its own group (keyed by its id).
+SESSION_KEY = "cityHash64(session)"
+EVENT_KEY = "cityHash64(if(session = '', id, session))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +216,7 @@ def compile_query(
         sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, "session != ''", *([bots] if bots else [])]))
         b.visit_mode = "join"
         filter_sql = [b.condition(f) for f in where_filters if _scope(f) != "visit"]
-        filter_sql.append(f"if(session = '', {own}, session IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
+        filter_sql.append(f"if(session = '', {own}, {SESSION_KEY} IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
     else:
         filter_sql = [b.condition(f) for f in where_filters]
     if any(m.session_stats for m in defs):
@@ -227,7 +232,7 @@ def compile_query(
     if b.needs_session:
         session_where = " AND ".join([*base, "session != ''", *([bots] if bots else [])])
         session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True)
-        source += f" ANY LEFT JOIN ({session_sql}) AS s ON session = s.s_id"
+        source += f" ANY LEFT JOIN ({session_sql}) AS s ON {SESSION_KEY} = s.s_id"
 
     dim_aliases = [f"d{i}" for i in range(len(dims))]
     selected = [f"{sql} AS {alias}" for sql, alias in zip(dim_sql, dim_aliases, strict=True)]
@@ -239,7 +244,7 @@ def compile_query(
         if dims:
             sql += f" GROUP BY {group}"
     else:
-        inner = [*selected, "if(session = '', id, session) AS _k", "any(session) AS _sid"]
+        inner = [*selected, f"{EVENT_KEY} AS _k", "max(session != '') AS _s"]
         if any(m.name == "visit_duration" for m in defs):
             inner.append("any(s_duration) AS _sdur")
         inner += [_call(p, "State") + f" AS p{i}" for i, p in enumerate(parts)]
@@ -258,14 +263,14 @@ def compile_query(
 def _sessions_sql(ctx: Context, visit_dims: set[str], where: str, stats: bool = False) -> str:
     """One row per session in the range: ``s_id``, its first-touch visit attributes and, with
     ``stats``, its pageviews, interactions and duration."""
-    cols = ["session AS s_id", *(session_column(DIMENSIONS[d]) for d in sorted(visit_dims))]
+    cols = [f"{SESSION_KEY} AS s_id", *(session_column(DIMENSIONS[d]) for d in sorted(visit_dims))]
     if stats:
         cols += [
             "countIf(kind = 'pageview') AS s_pageviews",
             f"countIf({INTERACTIVE}) AS s_interactions",
             f"{DURATION} AS s_duration",
         ]
-    return f"SELECT {', '.join(cols)} FROM {ctx.db}.events WHERE {where} GROUP BY session"
+    return f"SELECT {', '.join(cols)} FROM {ctx.db}.events WHERE {where} GROUP BY s_id"
 
 
 def _session_plan(
@@ -275,7 +280,7 @@ def _session_plan(
     """Visit-only questions (visit dimensions and filters, visit metrics): group the events by
     session once (an event without a session is its own), then group the sessions."""
     inner = [
-        "if(session = '', id, session) AS _k", "any(session) AS _sid", "any(visitor) AS _vis",
+        f"{EVENT_KEY} AS _k", "max(session != '') AS _s", "any(visitor) AS _vis",
         "countIf(kind = 'pageview') AS _pv", f"countIf({INTERACTIVE}) AS _int", f"{DURATION} AS _dur",
     ]  # fmt: skip
     for name in sorted(visit_dims):
@@ -341,7 +346,7 @@ def _finish(
 
 def _metric_sql(m: Metric, parts: list[Part], refs: list[str]) -> str:
     if m.name == "visit_duration":
-        return "round(avgIf(_sdur, _sid != ''), 1)"
+        return "round(avgIf(_sdur, _s), 1)"
     return _formula(m, [refs[parts.index(p)] for p in m.parts])
 
 

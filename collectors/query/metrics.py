@@ -47,8 +47,9 @@ def _quantile(name: str, q: float, column: str, cond: str) -> Metric:
     return Metric(name, (("quantileExactIf", repr(q), f"{column}, {cond}"),), "round($0, 2)")
 
 
-_VISITORS: Part = ("uniqExactIf", "", "visitor, visitor != ''")
-_VISITS: Part = ("uniqExactIf", "", f"session, {IN_SESSION}")
+# distinct 64-bit hashes of the ids (uniqExact keeps a 128-bit hash of a string anyway)
+_VISITORS: Part = ("uniqExactIf", "", "cityHash64(visitor), visitor != ''")
+_VISITS: Part = ("uniqExactIf", "", f"cityHash64(session), {IN_SESSION}")
 _REQUESTS: Part = ("countIf", "", PROXY)
 _PROXY_PV: Part = ("countIf", "", f"{PV} AND {PROXY}")
 
@@ -60,7 +61,7 @@ _ALL: list[Metric] = [
     Metric("views_per_visit", (("countIf", "", f"{PV} AND {IN_SESSION}"), _VISITS), _ratio("$0", "$1", "1")),
     Metric(
         "bounce_rate",
-        (("uniqExactIf", "", f"session, {IN_SESSION} AND {BOUNCED}"), _VISITS),
+        (("uniqExactIf", "", f"cityHash64(session), {IN_SESSION} AND {BOUNCED}"), _VISITS),
         _ratio("$0", "$1"),
         session_stats=True,
         ratio=True,
@@ -102,16 +103,16 @@ _ALL: list[Metric] = [
 ]
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 DURATION = "intDiv(toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)), 1000)"
-# The visit metrics over one row per session (``_sid`` its id, '' for a sessionless event;
+# The visit metrics over one row per session (``_s`` false for a sessionless event;
 # ``_vis`` visitor, ``_pv`` pageviews, ``_int`` interactions, ``_dur`` seconds): the same
 # definitions as above, used when a question needs nothing but visits (compile.py).
-_VISITS_N = "countIf(_sid != '')"
+_VISITS_N = "countIf(_s)"
 BY_SESSION: dict[str, str] = {
-    "visitors": "uniqExactIf(_vis, _vis != '')",
+    "visitors": "uniqExactIf(cityHash64(_vis), _vis != '')",
     "visits": _VISITS_N,
     "pageviews": "sum(_pv)",
-    "views_per_visit": _ratio("sumIf(_pv, _sid != '')", _VISITS_N, "1"),
-    "bounce_rate": _ratio("countIf(_sid != '' AND _pv = 1 AND _int = 0)", _VISITS_N),
-    "visit_duration": "round(avgIf(_dur, _sid != ''), 1)",
+    "views_per_visit": _ratio("sumIf(_pv, _s)", _VISITS_N, "1"),
+    "bounce_rate": _ratio("countIf(_s AND _pv = 1 AND _int = 0)", _VISITS_N),
+    "visit_duration": "round(avgIf(_dur, _s), 1)",
 }
 VISITORS = METRICS["visitors"]
