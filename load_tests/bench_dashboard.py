@@ -42,12 +42,8 @@ from collectors.analytics.store import store_path  # noqa: E402
 from proxy.stream.embedded import free_port  # noqa: E402
 from tests.browser import CHROMIUM, LAUNCH_ARGS  # noqa: E402
 
-try:  # the query benchmark's dataset, when its generator is on this branch
-    from load_tests.bench_queries import CHUNK, DAYS, GENERATE, SITE
-    from load_tests.bench_queries import DB as GENERATED_DB
-except ImportError:  # the same shape of month, generated here
-    from load_tests.dataset import CHUNK, DAYS, GENERATE, SITE
-    from load_tests.dataset import DB as GENERATED_DB
+from load_tests.bench_queries import CHUNK, DAYS, GENERATE, SITE  # noqa: E402  (the query benchmark's dataset)
+from load_tests.bench_queries import DB as GENERATED_DB  # noqa: E402
 
 CONFIG = f"""
 [[collectors.sites]]
