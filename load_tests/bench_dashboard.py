@@ -39,11 +39,10 @@ from collectors.analytics import schema  # noqa: E402
 from collectors.analytics.config import DEFAULT_DATABASE  # noqa: E402
 from collectors.analytics.engine import ChdbEngine  # noqa: E402
 from collectors.analytics.store import store_path  # noqa: E402
-from proxy.stream.embedded import free_port  # noqa: E402
-from tests.browser import CHROMIUM, LAUNCH_ARGS  # noqa: E402
-
 from load_tests.bench_queries import CHUNK, DAYS, GENERATE, SITE  # noqa: E402  (the query benchmark's dataset)
 from load_tests.bench_queries import DB as GENERATED_DB  # noqa: E402
+from proxy.stream.embedded import free_port  # noqa: E402
+from tests.browser import CHROMIUM, LAUNCH_ARGS  # noqa: E402
 
 CONFIG = f"""
 [[collectors.sites]]
