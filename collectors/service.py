@@ -17,6 +17,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from collectors import api
+from collectors import api, dashboard
 from collectors.analytics.config import StoreSettings
 from collectors.analytics.loader import StoreLoader
 from collectors.analytics.store import Store, open_store_async
+from collectors.dashboard import SiteInfo
 from collectors.performance import PerformanceSink
 from collectors.query import http as query_api
 from collectors.runtime import Consumer, Sink
@@ -36,6 +38,7 @@ from collectors.runtime_metrics import RuntimeMetrics, monitor
 from collectors.settings import CollectorSettings
 from collectors.shard_monitor import monitor_shards
 from collectors.sharded import ShardedConsumer
+from proxy.auth import auth_middleware, login_routes
 from proxy.startup import cannot_listen
 from proxy.stream.clients import redis_client
 from proxy.tasks import spawn
@@ -161,10 +164,12 @@ class CollectorService:
         why = "; ".join(f"{c.group}: {c.problem}" for c in self.consumers if not c.ready)
         return f"not ready ({why or 'not running'})"
 
-    def add_routes(self, app: web.Application) -> None:
-        """The ``/api/v2/*`` routes on ``app``: the query API and export, on the event store."""
+    def add_routes(self, app: web.Application, hosts: Sequence[str] = ()) -> None:
+        """The ``/api/v2/*`` routes (they reach the store through this service) and
+        ``/dashboard`` on ``app``; ``hosts`` are sites the dashboard lists first."""
         api.add_routes(app, self)
-        query_api.add_routes(app, lambda: self.store, self.settings)
+        query_api.add_routes(app, lambda: self.store, self.settings, hosts)  # /api/v2/*: the event store
+        dashboard.add_routes(app, self.settings, [SiteInfo(h) for h in hosts])
 
 
 async def serve(
@@ -178,8 +183,10 @@ async def serve(
     *,
     store_settings: StoreSettings | None = None,
     data_dir: Path | str = "./footfall-data",
+    token: str = "",
 ) -> None:
-    """Run the collectors with their own admin listener until cancelled."""
+    """Run the collectors with their own admin listener until cancelled; ``token``
+    is ``admin.token`` (see :mod:`proxy.auth`)."""
     service = CollectorService(
         redis_url, stream_key, settings, which, default_consumer_name(), shard_keys=shard_keys,
         store_settings=store_settings, data_dir=data_dir,
@@ -197,7 +204,8 @@ async def serve(
         ok = service.ready
         return web.Response(text=f"collectors: {service.status()}\n", status=200 if ok else 503)
 
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(token)])
+    login_routes(app, token)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

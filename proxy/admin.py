@@ -1,6 +1,7 @@
 """The admin listener: ``/metrics`` (Prometheus), ``/healthz`` (alive), ``/readyz``
 (ready to take traffic). In ``footfall run`` the collectors add their query API
-and dashboard to the same app.
+and dashboard to the same app. With ``admin.token`` set, everything but those three
+probes needs the credential (:mod:`proxy.auth`).
 
 ``/readyz`` answers 200 only when the proxy can take traffic without losing
 events (Redis connected, or the spool writable). Other components (the
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from proxy.auth import auth_middleware, login_routes
+
 Ready = Callable[[], bool]
 Status = Callable[[], str]  # "ready" or "not ready (why)"
 
@@ -24,6 +27,7 @@ def admin_app(
     registries: Iterable[CollectorRegistry],
     ready: Ready,
     components: Mapping[str, Status] | None = None,
+    token: str = "",
 ) -> web.Application:
     regs = tuple(registries)
     others = dict(components or {})
@@ -41,7 +45,8 @@ def admin_app(
         lines += [f"{name}: {status()}" for name, status in others.items()]
         return web.Response(status=200 if ok else 503, text="\n".join(lines) + "\n")
 
-    app = web.Application()
+    app = web.Application(middlewares=[auth_middleware(token)])
+    login_routes(app, token)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         serving = sub.add_parser(name, help=text)
         _proxy_flags(serving, required)
         _store_flag(serving)
+    sub.choices["demo"].add_argument(
+        "--traffic", choices=["on", "off"], default="on",
+        help="simulated visitors through the proxy, a few requests per second (default on)",
+    )  # fmt: skip
     collect = sub.add_parser("collect", help="run stream consumers (analytics, performance)")
     collect.add_argument("which", nargs="?", default="all", choices=["analytics", "performance", "all"])
     collect.add_argument("--admin-listen", metavar="HOST:PORT", help="API and /metrics (default 127.0.0.1:9109)")
@@ -182,8 +186,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from proxy.runner import Plan, run
 
     collectors = frozenset() if args.command == "proxy" else frozenset({"analytics", "performance"})
+    demo = args.command == "demo"
+    traffic = demo and args.traffic == "on"
     try:
-        return run(settings, Plan(collectors=collectors, demo=args.command == "demo"))
+        return run(settings, Plan(collectors=collectors, demo=demo, demo_traffic=traffic))
     except Exception as exc:
         return _store_busy(exc)
 
@@ -206,6 +212,8 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
 
     errors: list[str] = []
     listen = settings_mod.parse_address(args.admin_listen or "127.0.0.1:9109", "admin_listen", errors)
+    if listen is not None:
+        errors.extend(settings_mod.admin_token_errors(listen, settings.admin.token, "--admin-listen"))
     if errors or listen is None:
         _config_error(ConfigError(errors))
         return EXIT_CONFIG
@@ -217,7 +225,7 @@ def _collect(settings: Settings, args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(redis_url, settings.redis.stream_key, csettings, which, listen.host, listen.port,
                           shard_keys=settings.redis.shard_keys, store_settings=store,
-                          data_dir=settings.data_dir))  # fmt: skip
+                          data_dir=settings.data_dir, token=settings.admin.token))  # fmt: skip
     except KeyboardInterrupt:
         pass
     except Exception as exc:

@@ -8,8 +8,12 @@ failing page, so every kind of event and metric shows up at once.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from typing import Any
 
 from aiohttp import web
+
+from proxy.settings import Settings, is_loopback
 
 _STYLE = "body{font-family:system-ui;max-width:42rem;margin:2rem auto;line-height:1.5}nav a{margin-right:1rem}"
 
@@ -90,3 +94,40 @@ def demo_app() -> web.Application:
 
 
 DEMO_ROUTES = ("/products/{id}", "/blog/{slug}", "/api/price/{id}")
+
+
+# What a new user should see configured: goals (a server-side purchase, a pageview
+# goal) and a funnel over the shop's pages. Used only when the config has none.
+DEMO_GOALS: tuple[dict[str, Any], ...] = (
+    {"name": "purchase", "method": "POST", "path": "/checkout", "status": "2xx,3xx"},
+    {"name": "add-to-cart", "method": "POST", "path": "/cart", "status": "2xx,3xx"},
+    {"name": "read-blog", "path": "/blog/*"},
+)
+DEMO_FUNNELS: tuple[dict[str, Any], ...] = (
+    {"name": "checkout", "steps": ["/products/*", "/cart", "/thank-you"]},
+)
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's goals and funnel (unless configured), and loopback as a trusted proxy so
+    the background visitors' country and address headers count (the demo listens on
+    loopback; nobody else can send them)."""
+    collectors = dict(settings.collectors)
+    collectors.setdefault("goals", [dict(g) for g in DEMO_GOALS])
+    collectors.setdefault("funnels", [dict(f) for f in DEMO_FUNNELS])
+    trusted = settings.trusted_proxies or (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    return settings.replace(collectors=collectors, trusted_proxies=trusted)
+
+
+def site_host(settings: Settings) -> str:
+    """The host visitors of the demo use (and so its site in the dashboard)."""
+    host = settings.listen.host
+    return "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+
+
+def traffic_base(settings: Settings, port: int) -> str | None:
+    """Where the background visitors connect, or None when the proxy is not on loopback."""
+    host = site_host(settings)
+    if not is_loopback(host):
+        return None
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

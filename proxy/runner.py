@@ -66,6 +66,7 @@ class Plan:
 
     collectors: frozenset[str] = frozenset()
     demo: bool = False
+    demo_traffic: bool = True  # the demo's background visitors (``footfall demo --traffic off``)
     announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -111,9 +112,10 @@ def run(settings: Settings, plan: Plan) -> int:
 
 
 async def _start_demo_upstream(settings: Settings) -> tuple[Settings, web.AppRunner]:
-    from proxy.demo import DEMO_ROUTES, demo_app
+    from proxy.demo import DEMO_ROUTES, demo_app, demo_settings
     from proxy.settings import Upstream
 
+    settings = demo_settings(settings)
     runner = web.AppRunner(demo_app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -178,6 +180,38 @@ def example_host(upstreams: tuple[Any, ...]) -> str | None:
     return "www" + host[1:] if host.startswith("*.") else host
 
 
+def dashboard_hosts(settings: Settings, plan: Plan) -> list[str]:
+    """Sites the dashboard lists first: the exact upstream hosts, and for the demo the
+    host its visitors (and its background traffic) use."""
+    from proxy.demo import site_host
+
+    hosts = [u.host for u in settings.upstreams if u.host and "*" not in u.host]
+    if plan.demo:
+        hosts.insert(0, site_host(settings))
+    return list(dict.fromkeys(hosts))
+
+
+def _start_demo_traffic(settings: Settings, plan: Plan, port: int) -> asyncio.Task[None] | None:
+    if not (plan.demo and plan.demo_traffic):
+        return None
+    from proxy.demo import site_host, traffic_base
+    from proxy.demo_traffic import drive
+    from proxy.tasks import spawn
+
+    base = traffic_base(settings, port)
+    if base is None:
+        log.info("demo traffic off: the proxy does not listen on loopback")
+        return None
+    plan.announce(f"Demo traffic        a few simulated visitors per second to {base}/ (--traffic off to stop)")
+    return spawn(drive(base, site_host(settings)), name="demo-traffic")
+
+
+async def _stop_task(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) -> None:
     host = settings.listen.host
     say = plan.announce
@@ -218,12 +252,13 @@ async def _serve_single(settings: Settings, plan: Plan, redis_url: str | None) -
         if collectors is not None:
             registries.append(collectors.registry)
             components["collectors"] = collectors.status
-        app = admin_app(registries, worker.ready, components)
+        app = admin_app(registries, worker.ready, components, token=settings.admin.token)
         if collectors is not None:
-            collectors.add_routes(app)
+            collectors.add_routes(app, dashboard_hosts(settings, plan))
         admin = await _start_admin(app, settings)
         started.push_async_callback(admin.cleanup)
         _announce(settings, plan, admin.addresses[0][1], worker.port)
+        started.push_async_callback(_stop_task, _start_demo_traffic(settings, plan, worker.port))
         await stop.wait()
         log.info("stopping: draining in-flight requests and events")
 
@@ -304,9 +339,9 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
             def ready() -> bool:
                 return all(e.is_set() for e in events) and all(p.is_alive() for p in procs)
 
-            app = admin_app(registries, ready, components)
+            app = admin_app(registries, ready, components, token=settings.admin.token)
             if collectors is not None:
-                collectors.add_routes(app)
+                collectors.add_routes(app, dashboard_hosts(settings, plan))
             admin = await _start_admin(app, settings)
             started.push_async_callback(admin.cleanup)
             while not ready():  # a worker that cannot start has said why on stderr
@@ -317,6 +352,7 @@ def _run_workers(settings: Settings, plan: Plan, redis_url: str | None) -> int:
                 if stop.is_set():
                     return 0
             _announce(settings, plan, admin.addresses[0][1], settings.listen.port)
+            started.push_async_callback(_stop_task, _start_demo_traffic(settings, plan, settings.listen.port))
             while not stop.is_set() and all(p.is_alive() for p in procs):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)

@@ -153,6 +153,16 @@ class EnrichmentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    # Credential for the dashboard and /api/v2/* (Bearer token, or the login page's
+    # cookie). Required when the admin listener is not on loopback; empty: open.
+    token: str = ""
+
+    def __repr__(self) -> str:  # never print the secret in a traceback or log line
+        return f"AdminSettings(token={'<set>' if self.token else '<unset>'})"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     upstreams: tuple[Upstream, ...] = ()
     listen: Address = Address("127.0.0.1", 8080)
@@ -170,6 +180,7 @@ class Settings:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
     beacon: BeaconSettings = field(default_factory=BeaconSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     collectors: Mapping[str, Any] = field(default_factory=dict)  # validated by collectors
     analytics: Mapping[str, Any] = field(default_factory=dict)  # the event store; validated by collectors
 
@@ -189,6 +200,7 @@ ENV_KEYS: dict[str, str] = {
     "FOOTFALL_STREAM_SHARDS": "redis.stream_shards",
     "FOOTFALL_IDENTITY_MODE": "identity.mode",
     "FOOTFALL_COOKIE_SECRET": "identity.cookie_secret",
+    "FOOTFALL_ADMIN_TOKEN": "admin.token",
     "FOOTFALL_STORE_URL": "analytics.store_url",
     "FOOTFALL_STORE_TTL_DAYS": "analytics.ttl_days",
     "FOOTFALL_STORE_MAX_THREADS": "analytics.max_threads",
@@ -388,6 +400,7 @@ _SECTIONS: dict[str, type] = {
     "privacy": PrivacySettings,
     "enrichment": EnrichmentSettings,
     "beacon": BeaconSettings,
+    "admin": AdminSettings,
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -525,5 +538,32 @@ def _cross_checks(s: Settings, errors: list[str]) -> None:
         if not path.startswith("/"):
             errors.append(f"enrichment.honeypot_paths[{i}]: must be a path starting with '/', not {path!r}")
     _check_beacon(s.beacon, errors)
+    errors.extend(admin_token_errors(s.admin_listen, s.admin.token))
     if s.enrichment.geoip_database and not Path(s.enrichment.geoip_database).is_file():
         errors.append(f"enrichment.geoip_database: no such file: {s.enrichment.geoip_database!r}")
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1; a name other than localhost may resolve anywhere."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_token_errors(listen: Address, token: str, path: str = "admin_listen") -> list[str]:
+    """A non-loopback admin listener without a credential would publish every
+    visitor's analytics to the network: refuse it, naming both settings."""
+    if token and len(token) < MIN_TOKEN_CHARS:
+        return [f"admin.token: at least {MIN_TOKEN_CHARS} characters"]
+    if not token and not is_loopback(listen.host):
+        return [
+            f"admin.token: required when {path} ({listen}) is not a loopback address "
+            "(set [admin] token or FOOTFALL_ADMIN_TOKEN)"
+        ]
+    return []

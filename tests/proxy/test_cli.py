@@ -64,7 +64,7 @@ async def test_demo_pageview_shows_in_tail_with_every_field(tmp_path: Path) -> N
     data = str(tmp_path / "data")
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy.cli", "demo", "--listen", f"127.0.0.1:{port}",
-         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", data],  # fmt: skip
+         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", data, "--traffic", "off"],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -211,7 +211,7 @@ async def test_ctrl_c_to_the_whole_group_drains_into_the_embedded_redis(tmp_path
     config.write_text("[publisher]\nbatch_size = 100000\nflush_interval_ms = 600000\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy.cli", "demo", "--listen", f"127.0.0.1:{port}", "--config", str(config),
-         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d")],  # fmt: skip
+         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d"), "--traffic", "off"],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
