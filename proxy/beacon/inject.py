@@ -1,7 +1,12 @@
 """The body transform that puts the beacon's tag into one HTML response. Pure.
 
-``feed(chunk) -> bytes`` for every body chunk as it arrives, then ``finish() ->
-bytes`` once: the caller writes whatever comes back (it may be empty).
+``feed(chunk, more) -> bytes`` for every body chunk as it arrives, then
+``finish() -> bytes`` once: the caller writes whatever comes back (it may be
+empty). ``more`` says that further body bytes are already in hand and will be fed
+right away: a re-encoded body is then not flushed yet. Flushing only when the
+upstream has nothing more ready keeps a slow page streaming (what arrived reaches
+the client before the next bytes do) without paying a flush, and a new deflate
+block with its own Huffman tables, for every small chunk of a fast one.
 
 While the insertion point is not found, decoded bytes are held, at most
 ``max_scan`` of them (and the raw chunks they came from). Once found, the held
@@ -44,7 +49,7 @@ class Injection:
     def injected(self) -> bool:
         return self._state == "inject"
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: bytes, more: bool = False) -> bytes:
         state = self._state
         if state == "raw":
             return chunk
@@ -54,19 +59,17 @@ class Injection:
         if dec is None:  # identity
             if state == "inject":
                 return chunk
-            self._buf += chunk
-            return self._look()
+            return self._look(chunk, more)
         try:
             pieces = list(dec.decode(chunk))
         except DecodeError:
             return self._broken(chunk)
+        decoded = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if state == "inject":
             assert self._enc is not None
-            return self._enc.encode(b"".join(pieces))
+            return self._enc.encode(decoded, not more)
         self._held.append(chunk)
-        for piece in pieces:
-            self._buf += piece
-        return self._look()
+        return self._look(decoded, more)
 
     def finish(self) -> bytes:
         state = self._state
@@ -83,20 +86,29 @@ class Injection:
         except DecodeError:
             return self._broken(b"")
         if state == "inject":
-            return enc.encode(rest) + enc.finish() if rest else enc.finish()
+            return enc.encode(rest, False) + enc.finish() if rest else enc.finish()
         return self._give_up("no_insertion_point")
 
-    def _look(self) -> bytes:
-        """Scan the held prefix; place the tag, give up, or keep holding."""
-        found, pos = scan(self._buf, self._pos)  # bytearray: scanned in place, not copied
-        if found is Scan.FOUND:
+    def _look(self, data: bytes, more: bool) -> bytes:
+        """Scan the held prefix and ``data`` after it; place the tag, give up, or keep
+        holding. The usual page has its head in the first chunk: that chunk is
+        scanned where it is, not copied into the buffer first."""
+        buf: bytes | bytearray = data
+        if self._buf:
+            self._buf += data
             buf = self._buf
-            out = bytes(buf[:pos]) + self._tag + bytes(buf[pos:])
+        found, pos = scan(buf, self._pos)  # a bytearray is scanned in place, not copied
+        if found is Scan.FOUND:
+            view = memoryview(buf)
+            out = b"".join((view[:pos], self._tag, view[pos:]))  # one copy of the page
+            view.release()
             self._buf = bytearray()
             self._held = []
             self._state = "inject"
-            return out if self._enc is None else self._enc.encode(out)
+            return out if self._enc is None else self._enc.encode(out, not more)
         self._pos = pos
+        if buf is data:
+            self._buf += data
         if len(self._buf) > self._max:
             return self._give_up("no_insertion_point")
         return b""
