@@ -1,8 +1,12 @@
 """Streaming decoders and encoders for the content codings the beacon can rewrite.
 
-A body is decoded chunk by chunk and re-encoded in the same coding, flushed at
-every chunk so a streaming page keeps streaming (sync flush for gzip/deflate, a
-flushed meta-block for br, a flushed block for zstd). Decoders hand out their
+A body is decoded chunk by chunk and re-encoded in the same coding. The encoder
+is flushed whenever the caller asks (sync flush for gzip/deflate, a flushed
+meta-block for br, a flushed block for zstd): the transform asks when the
+upstream has no more bytes ready, so a streaming page keeps streaming, while a
+body already in hand is compressed as one stream with no flush in between. Each
+flush ends a deflate block with its own Huffman tables (or a brotli meta-block):
+per small chunk, that was a large share of the re-encoding cost. Decoders hand out their
 output in pieces of at most :data:`PIECE` bytes, so a small compressed chunk that
 inflates to megabytes never sits in memory whole (gzip, deflate, br).
 
@@ -53,8 +57,9 @@ class Decoder(Protocol):
 
 
 class Encoder(Protocol):
-    def encode(self, data: bytes) -> bytes:
-        """``data`` compressed and flushed, so the client can decode all of it now."""
+    def encode(self, data: bytes, flush: bool = True) -> bytes:
+        """``data`` compressed; with ``flush``, so the client can decode all of it now
+        (without, the encoder may keep some of it for later)."""
 
     def finish(self) -> bytes:
         """The end of the stream."""
@@ -135,9 +140,9 @@ class _ZlibEncoder:
         wbits = 16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS
         self._c = _deflate.compressobj(GZIP_LEVEL, zlib.DEFLATED, wbits)
 
-    def encode(self, data: bytes) -> bytes:
-        out: bytes = self._c.compress(data) + self._c.flush(zlib.Z_SYNC_FLUSH)
-        return out
+    def encode(self, data: bytes, flush: bool = True) -> bytes:
+        out: bytes = self._c.compress(data)
+        return out + self._c.flush(zlib.Z_SYNC_FLUSH) if flush else out
 
     def finish(self) -> bytes:
         out: bytes = self._c.flush(zlib.Z_FINISH)
@@ -148,9 +153,9 @@ class _BrotliEncoder:
     def __init__(self) -> None:
         self._c = brotli.Compressor(quality=BROTLI_QUALITY)
 
-    def encode(self, data: bytes) -> bytes:
-        out: bytes = self._c.process(data) + self._c.flush()
-        return out
+    def encode(self, data: bytes, flush: bool = True) -> bytes:
+        out: bytes = self._c.process(data)
+        return out + self._c.flush() if flush else out
 
     def finish(self) -> bytes:
         out: bytes = self._c.finish()
@@ -162,8 +167,9 @@ class _ZstdEncoder:
         assert _zstd is not None
         self._c = _zstd.ZstdCompressor(level=ZSTD_LEVEL)
 
-    def encode(self, data: bytes) -> bytes:
-        out: bytes = self._c.compress(data, _zstd.ZstdCompressor.FLUSH_BLOCK)
+    def encode(self, data: bytes, flush: bool = True) -> bytes:
+        mode = _zstd.ZstdCompressor.FLUSH_BLOCK if flush else _zstd.ZstdCompressor.CONTINUE
+        out: bytes = self._c.compress(data, mode)
         return out
 
     def finish(self) -> bytes:

@@ -1,7 +1,16 @@
 """The body transform that puts the beacon's tag into one HTML response. Pure.
 
-``feed(chunk) -> bytes`` for every body chunk as it arrives, then ``finish() ->
-bytes`` once: the caller writes whatever comes back (it may be empty).
+``feed(chunk, more) -> bytes`` for every body chunk as it arrives, then
+``finish() -> bytes`` once: the caller writes whatever comes back (it may be
+empty). ``more`` says that further body bytes are already in hand and will be fed
+right away: a re-encoded body is then not flushed yet. Flushing only when the
+upstream has nothing more ready keeps a slow page streaming (what arrived reaches
+the client before the next bytes do) without paying a flush, and a new deflate
+block with its own Huffman tables, for every small chunk of a fast one. For the
+same reason, decoded bytes that arrive while more are in hand are handed to the
+encoder together (up to :data:`COALESCE` bytes): brotli's fast qualities compress
+every call on its own, so eleven 1.4 KB calls cost about twice the CPU of one call
+and make the output ~50 % larger.
 
 While the insertion point is not found, decoded bytes are held, at most
 ``max_scan`` of them (and the raw chunks they came from). Once found, the held
@@ -20,11 +29,16 @@ from __future__ import annotations
 from proxy.beacon.codecs import DecodeError, Decoder, Encoder, codec
 from proxy.beacon.scan import Scan, scan
 
+COALESCE = 64 * 1024  # decoded bytes kept for one encoder call while more are in hand
+
 
 class Injection:
     """One response's transform; ``coding`` is ``""`` for an identity body."""
 
-    __slots__ = ("_buf", "_dec", "_enc", "_held", "_max", "_pos", "_state", "_tag", "page_id", "skipped")
+    __slots__ = (
+        "_buf", "_dec", "_enc", "_held", "_max", "_pending", "_pending_bytes", "_pos", "_state", "_tag",
+        "page_id", "skipped",
+    )  # fmt: skip
 
     def __init__(self, tag: bytes, coding: str = "", max_scan: int = 64 * 1024, page_id: str = "") -> None:
         self.page_id = page_id  # the pageview's event id, named in the tag and Server-Timing
@@ -37,6 +51,8 @@ class Injection:
         self._buf = bytearray()  # decoded bytes held while scanning
         self._held: list[bytes] = []  # the raw chunks they came from (encoded bodies)
         self._pos = 0  # where the scan resumes in _buf
+        self._pending: list[bytes] = []  # decoded, after the tag, not yet given to the encoder
+        self._pending_bytes = 0
         self._state = "scan"  # scan → inject (tag placed) | raw (gave up) | dead (broken body)
         self.skipped: str | None = None
 
@@ -44,7 +60,7 @@ class Injection:
     def injected(self) -> bool:
         return self._state == "inject"
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: bytes, more: bool = False) -> bytes:
         state = self._state
         if state == "raw":
             return chunk
@@ -54,19 +70,16 @@ class Injection:
         if dec is None:  # identity
             if state == "inject":
                 return chunk
-            self._buf += chunk
-            return self._look()
+            return self._look(chunk, more)
         try:
             pieces = list(dec.decode(chunk))
         except DecodeError:
             return self._broken(chunk)
+        decoded = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if state == "inject":
-            assert self._enc is not None
-            return self._enc.encode(b"".join(pieces))
+            return self._encode(decoded, more)
         self._held.append(chunk)
-        for piece in pieces:
-            self._buf += piece
-        return self._look()
+        return self._look(decoded, more)
 
     def finish(self) -> bytes:
         state = self._state
@@ -83,20 +96,45 @@ class Injection:
         except DecodeError:
             return self._broken(b"")
         if state == "inject":
-            return enc.encode(rest) + enc.finish() if rest else enc.finish()
+            return self._encode(rest, False, final=True) + enc.finish()
         return self._give_up("no_insertion_point")
 
-    def _look(self) -> bytes:
-        """Scan the held prefix; place the tag, give up, or keep holding."""
-        found, pos = scan(self._buf, self._pos)  # bytearray: scanned in place, not copied
-        if found is Scan.FOUND:
+    def _encode(self, data: bytes, more: bool, final: bool = False) -> bytes:
+        """Re-encode decoded bytes. While more are in hand, keep them (up to
+        :data:`COALESCE`) for one encoder call later; otherwise flush, unless the end
+        of the stream (``final``) follows right away."""
+        if more and self._pending_bytes + len(data) <= COALESCE:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            return b""
+        if self._pending:
+            self._pending.append(data)
+            data = b"".join(self._pending)
+            self._pending = []
+            self._pending_bytes = 0
+        assert self._enc is not None
+        return self._enc.encode(data, not (more or final))
+
+    def _look(self, data: bytes, more: bool) -> bytes:
+        """Scan the held prefix and ``data`` after it; place the tag, give up, or keep
+        holding. The usual page has its head in the first chunk: that chunk is
+        scanned where it is, not copied into the buffer first."""
+        buf: bytes | bytearray = data
+        if self._buf:
+            self._buf += data
             buf = self._buf
-            out = bytes(buf[:pos]) + self._tag + bytes(buf[pos:])
+        found, pos = scan(buf, self._pos)  # a bytearray is scanned in place, not copied
+        if found is Scan.FOUND:
+            view = memoryview(buf)
+            out = b"".join((view[:pos], self._tag, view[pos:]))  # one copy of the page
+            view.release()
             self._buf = bytearray()
             self._held = []
             self._state = "inject"
-            return out if self._enc is None else self._enc.encode(out)
+            return out if self._enc is None else self._encode(out, more)
         self._pos = pos
+        if buf is data:
+            self._buf += data
         if len(self._buf) > self._max:
             return self._give_up("no_insertion_point")
         return b""
@@ -116,4 +154,4 @@ class Injection:
         self.skipped = "decode_error"
         self._state = "dead"
         assert self._enc is not None
-        return self._enc.finish()
+        return self._encode(b"", False, final=True) + self._enc.finish()  # what decoded well, then the end

@@ -263,10 +263,12 @@ class Forwarder:
                     while chunk := await upstream_response.read():
                         watch.since = now()
                         if transform is not None:
-                            held += transform.feed(chunk)
-                            # More body already in hand: write once, with it (and the end of the
+                            # More body already in hand: the transform need not flush its
+                            # encoder yet, and one write goes out with it (and the end of the
                             # body, often); a write per piece costs a syscall each.
-                            if not held or (upstream_response.body_ready and len(held) < CHUNK):
+                            more = upstream_response.body_ready
+                            held += transform.feed(chunk, more)
+                            if not held or (more and len(held) < CHUNK):
                                 continue
                             chunk, held = held, b""
                         await response.write(chunk)

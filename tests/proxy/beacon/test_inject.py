@@ -9,8 +9,8 @@ import zlib
 import brotli
 import pytest
 
-from proxy.beacon.codecs import CODINGS
-from proxy.beacon.inject import Injection
+from proxy.beacon.codecs import BROTLI_QUALITY, CODINGS
+from proxy.beacon.inject import COALESCE, Injection
 from proxy.beacon.scan import Scan, scan
 
 TAG = b'<script src="/_ff/v.js" defer></script>'
@@ -66,9 +66,12 @@ def decode(coding: str, body: bytes) -> bytes:
     return body
 
 
-def run(chunks: list[bytes], coding: str = "", max_scan: int = 64 * 1024) -> tuple[bytes, Injection]:
+def run(
+    chunks: list[bytes], coding: str = "", max_scan: int = 64 * 1024, more: bool = False
+) -> tuple[bytes, Injection]:
+    """``more``: every chunk is fed as if the next were already in hand (no flushes)."""
     inj = Injection(TAG, coding, max_scan)
-    out = b"".join(inj.feed(c) for c in chunks) + inj.finish()
+    out = b"".join(inj.feed(c, more) for c in chunks) + inj.finish()
     return out, inj
 
 
@@ -94,11 +97,12 @@ def _expected(doc: bytes, want: bytes) -> bytes:
 
 @pytest.mark.parametrize("coding", sorted(CODINGS - {"x-gzip"}))
 @pytest.mark.parametrize(("doc", "want"), DOCS[:4])
-def test_encoded_body_split_everywhere(coding: str, doc: bytes, want: bytes) -> None:
+@pytest.mark.parametrize("more", [False, True])
+def test_encoded_body_split_everywhere(coding: str, doc: bytes, want: bytes, more: bool) -> None:
     body = encode(coding, doc)
     expected = _expected(doc, want)
     for chunks in splits(body):
-        out, inj = run(chunks, coding)
+        out, inj = run(chunks, coding, more=more)
         assert decode(coding, out) == expected, (coding, chunks)
         assert inj.injected
 
@@ -135,6 +139,61 @@ def test_large_encoded_body_streams_per_chunk() -> None:
     outs.append(inj.finish())
     assert all(outs[1:-1])
     assert gzip.decompress(b"".join(outs)) == doc.replace(b"<head>", b"<head>" + TAG)
+
+
+STREAM_DECODERS = {
+    "gzip": lambda: zlib.decompressobj(31).decompress,
+    "deflate": lambda: zlib.decompressobj().decompress,
+    "br": lambda: brotli.Decompressor().process,
+}
+
+
+@pytest.mark.parametrize("coding", sorted(STREAM_DECODERS))
+def test_flushes_only_when_no_more_bytes_are_in_hand(coding: str) -> None:
+    """``more``: the encoder keeps what it has (one stream, no flush per chunk);
+    without it, everything fed so far decodes at the client now."""
+    head = b"<!doctype html><html><head><title>t</title></head><body>"
+    rows = [b"".join(b"<p>row %d of chunk %d</p>" % (i, n) for i in range(40)) for n in range(4)]
+    body = encode(coding, head + b"".join(rows))
+    cut = len(body) // 3
+    inj = Injection(TAG, coding)
+    client = STREAM_DECODERS[coding]()
+    held_back = client(inj.feed(body[:cut], more=True))
+    assert len(held_back) < len(head)  # nothing flushed: not even the tag is out yet
+    now = client(inj.feed(body[cut : 2 * cut], more=False))
+    seen = held_back + now
+    assert seen.startswith(head.replace(b"<head>", b"<head>" + TAG))
+    assert len(seen) > len(head) + len(TAG) + len(rows[0])  # all decoded so far, flushed
+    out = inj.feed(body[2 * cut :], more=True) + inj.finish()
+    assert seen + client(out) == (head + b"".join(rows)).replace(b"<head>", b"<head>" + TAG)
+
+
+def test_decoded_bytes_in_hand_go_to_the_encoder_together() -> None:
+    """brotli compresses every encoder call on its own: pieces that arrive while
+    more are in hand are encoded in one call (smaller output), but never more than
+    COALESCE bytes wait for the end of the body."""
+    doc = b"<html><head><title>t</title></head><body>" + b"".join(b"<p>row %d</p>" % i for i in range(20000))
+    body = brotli.compress(doc)
+    chunks = [body[i : i + 1400] for i in range(0, len(body), 1400)]
+    inj = Injection(TAG, "br")
+    outs = [inj.feed(c, more=True) for c in chunks]
+    together = b"".join(outs) + inj.finish()
+    assert decode("br", together) == doc.replace(b"<head>", b"<head>" + TAG)
+    assert any(outs)  # bounded: the first COALESCE bytes went out before the end
+    assert len(doc) > 2 * COALESCE
+    one = brotli.Compressor(quality=BROTLI_QUALITY)
+    one_call = one.process(doc.replace(b"<head>", b"<head>" + TAG)) + one.finish()
+    assert len(together) <= len(one_call) * 1.02  # as small as one call (a call per chunk: +11 %)
+
+
+@pytest.mark.parametrize("more", [False, True])
+def test_identity_head_in_the_first_chunk_or_held(more: bool) -> None:
+    """The head found in the first chunk (scanned where it is) or after bytes were
+    held gives the same page."""
+    doc = b"<!doctype html><html><head><title>t</title>" + b"x" * 5000
+    want = doc.replace(b"<head>", b"<head>" + TAG)
+    assert run([doc], more=more)[0] == want
+    assert run([doc[:10], doc[10:]], more=more)[0] == want
 
 
 def test_multi_member_gzip() -> None:

@@ -281,3 +281,50 @@ async def test_a_streaming_page_keeps_streaming(upstream_factory, proxy_factory)
                 rest = first + await resp.read()
             body = gzip.decompress(rest) if enc == "gzip" else rest
             assert body.endswith(b"</head><body>late</body></html>")
+
+
+async def test_each_slow_chunk_after_the_tag_is_flushed(upstream_factory, proxy_factory) -> None:
+    """The flush policy: once the tag is placed, a chunk the upstream sends and then
+    pauses after reaches the client, decodable, before the next chunk is sent (the
+    encoder is flushed when the upstream has nothing more ready), in gzip and br."""
+    gates = [asyncio.Event(), asyncio.Event()]
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        enc = request.query["enc"]
+        resp = web.StreamResponse(headers={"Content-Type": "text/html", "Content-Encoding": enc})
+        await resp.prepare(request)
+        if enc == "gzip":
+            z = zlib.compressobj(6, zlib.DEFLATED, 31)
+            piece, end = (lambda d: z.compress(d) + z.flush(zlib.Z_SYNC_FLUSH)), z.flush
+        else:
+            b = brotli.Compressor()
+            piece, end = (lambda d: b.process(d) + b.flush()), b.finish
+        await resp.write(piece(b"<!doctype html><html><head><title>t</title>"))
+        await gates[0].wait()
+        await resp.write(piece(b"<p>second</p>"))
+        await gates[1].wait()
+        await resp.write(piece(b"<p>third</p></html>") + end())
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    proxy = await proxy_factory({"upstreams": [await upstream_factory(app)], "beacon.enabled": True})
+    async with aiohttp.ClientSession(auto_decompress=False) as client:
+        for enc in ("gzip", "br"):
+            for gate in gates:
+                gate.clear()
+            decode = zlib.decompressobj(31).decompress if enc == "gzip" else brotli.Decompressor().process
+            async with client.get(f"http://127.0.0.1:{proxy.port}/slow?enc={enc}", headers=NAV) as resp:
+                try:
+                    seen = b""
+                    for gate, want in zip(gates, (b"<head><script src=", b"<p>second</p>"), strict=True):
+                        while want not in seen:
+                            seen += decode(await asyncio.wait_for(resp.content.readany(), 5))
+                        assert b"third" not in seen
+                        gate.set()
+                finally:
+                    for gate in gates:
+                        gate.set()  # never leave the upstream handler waiting
+                seen += decode(await resp.read())
+            assert seen.endswith(b"<p>second</p><p>third</p></html>"), enc
