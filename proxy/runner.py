@@ -226,6 +226,8 @@ def _announce(settings: Settings, plan: Plan, admin_port: int, proxy_port: int) 
     admin = f"http://{settings.admin_listen.host}:{admin_port}"
     say(f"Metrics             {admin}/metrics")
     if plan.collectors:
+        signin = " (sign in with admin.token)" if settings.admin.token else ""
+        say(f"Dashboard           {admin}/dashboard{signin}")
         say(f"Analytics API       {admin}/api/v2/query (POST)")
     say(f"Events              footfall tail --data-dir {settings.data_dir}")
 

@@ -76,6 +76,8 @@ async def test_demo_pageview_shows_in_tail_with_every_field(tmp_path: Path) -> N
                 assert "Product 7" in await resp.text()
             async with client.get(f"http://127.0.0.1:{admin}/metrics") as resp:
                 assert "footfall_http_request_duration_seconds" in await resp.text()
+            async with client.get(f"http://127.0.0.1:{admin}/dashboard") as resp:
+                assert resp.status == 200 and "<html" in (await resp.text()).lower()
         tail = await asyncio.get_running_loop().run_in_executor(
             None, lambda: footfall("tail", "--from-start", "--count", "1", "--data-dir", data)
         )
@@ -87,6 +89,7 @@ async def test_demo_pageview_shows_in_tail_with_every_field(tmp_path: Path) -> N
         assert proc.stdout is not None
         banner = proc.stdout.read().decode()
         assert f"http://127.0.0.1:{port}/" in banner and f"http://127.0.0.1:{admin}/metrics" in banner
+        assert f"Dashboard           http://127.0.0.1:{admin}/dashboard\n" in banner  # where a new user goes next
     finally:
         if proc.poll() is None:
             proc.kill()
