@@ -8,6 +8,7 @@ failing page, so every kind of event and metric shows up at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from typing import Any
 
@@ -111,12 +112,18 @@ DEMO_FUNNELS: tuple[dict[str, Any], ...] = (
 def demo_settings(settings: Settings) -> Settings:
     """The demo's goals and funnel (unless configured), and loopback as a trusted proxy so
     the background visitors' country and address headers count (the demo listens on
-    loopback; nobody else can send them)."""
+    loopback; nobody else can send them).
+
+    The behavioural bot score is off in the demo: its background visitors are a script,
+    and the score rightly finds them automated (no assets, no browser headers in a
+    browser's order), which would leave every panel empty. ``footfall run`` keeps it on.
+    """
     collectors = dict(settings.collectors)
     collectors.setdefault("goals", [dict(g) for g in DEMO_GOALS])
     collectors.setdefault("funnels", [dict(f) for f in DEMO_FUNNELS])
     trusted = settings.trusted_proxies or (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-    return settings.replace(collectors=collectors, trusted_proxies=trusted)
+    enrichment = dataclasses.replace(settings.enrichment, bot_score=False)
+    return settings.replace(collectors=collectors, trusted_proxies=trusted, enrichment=enrichment)
 
 
 def site_host(settings: Settings) -> str:

@@ -97,3 +97,38 @@ async def test_drive_sends_visits_at_a_bounded_rate(upstream_factory: Callable[.
     # the window's last moment, so allow one visit beyond the bound.
     assert len(seen) <= rate * seconds + 12, len(seen)
     assert all(ua for _, _, ua in seen)
+
+
+async def test_the_demo_fills_the_dashboard_within_a_minute(tmp_path: Any) -> None:
+    """A real ``footfall demo``: its background visitors reach the query API as people
+    (not excluded as bots), so a new user's panels fill."""
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    from proxy.stream.embedded import free_port
+    from tests.proxy.processes import stop, wait_ready
+
+    port, admin = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "demo", "--listen", f"127.0.0.1:{port}",
+         "--admin-listen", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "data")],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    query = {"site_id": "127.0.0.1", "metrics": ["visitors", "pageviews"], "date_range": "day"}
+    got: list[Any] = []
+    try:
+        await wait_ready(admin, proc)
+        async with aiohttp.ClientSession() as client:
+            for _ in range(40):
+                async with client.post(f"http://127.0.0.1:{admin}/api/v2/query", json=query) as resp:
+                    assert resp.status == 200
+                    got = (await resp.json())["results"][0]["metrics"]
+                if got[0] >= 3 and got[1] >= 5:
+                    break
+                await asyncio.sleep(1)
+        assert got[0] >= 3 and got[1] >= 5, got
+    finally:
+        await stop(proc)
