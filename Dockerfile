@@ -36,5 +36,7 @@ EXPOSE 8080 9108
 # The slim image has no curl: the venv's Python asks /readyz.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["/app/.venv/bin/python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9108/readyz', timeout=2).status != 200)"]
+# docker run -e FOOTFALL_UPSTREAM=http://site:80 -e FOOTFALL_ADMIN_TOKEN=<16+ chars> -p 8080:8080 -p 9108:9108 footfall
+# (the admin listener is on 0.0.0.0 here, so Footfall refuses to start without a token)
 ENTRYPOINT ["/app/.venv/bin/footfall"]
 CMD ["run"]

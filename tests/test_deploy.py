@@ -216,6 +216,7 @@ def test_dockerfile_runs_footfall_run_with_a_readyz_healthcheck(monkeypatch: pyt
     for var, value in env.items():
         monkeypatch.setenv(var, value)
     monkeypatch.setenv("FOOTFALL_UPSTREAM", "http://site:80")
+    monkeypatch.setenv("FOOTFALL_ADMIN_TOKEN", "a-test-token-0123456789")  # required: admin on 0.0.0.0
     settings = cli.load_settings(cli.build_parser().parse_args(["run"]))
     assert str(settings.listen.port) in exposed and settings.admin_listen.port == int(url.group(1))
     assert str(settings.data_dir) == "/data"
@@ -232,6 +233,7 @@ def _compose() -> dict[str, Any]:
 def _substituted(value: str) -> str:
     """Compose's ${VAR:?msg} / ${VAR:-default} with VAR unset: a test upstream / the default."""
     value = re.sub(r"\$\{FOOTFALL_UPSTREAM:\?[^}]*\}", "http://10.0.0.5:8000", value)
+    value = re.sub(r"\$\{FOOTFALL_ADMIN_TOKEN:\?[^}]*\}", "a-test-token-0123456789", value)
     return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
 
 
