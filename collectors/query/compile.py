@@ -278,20 +278,30 @@ def _session_plan(
     where: str,
 ) -> str:  # fmt: skip
     """Visit-only questions (visit dimensions and filters, visit metrics): group the events by
-    session once (an event without a session is its own), then group the sessions."""
-    inner = [
-        f"{EVENT_KEY} AS _k", "max(session != '') AS _s", "any(visitor) AS _vis",
+    session once, then group the sessions. Events without a session are their own visits: they
+    come in ungrouped through a ``UNION ALL`` (grouping them by their ``id`` would read and hash
+    every event's id). The visitor travels as its 64-bit hash (``_vis``; ``cityHash64('')`` is
+    no visitor): a string state per session cost memory and spilling on large ranges."""
+    grouped = [
+        f"{SESSION_KEY} AS _k", "toUInt8(1) AS _s", "any(cityHash64(visitor)) AS _vis",
         "countIf(kind = 'pageview') AS _pv", f"countIf({INTERACTIVE}) AS _int", f"{DURATION} AS _dur",
+    ]  # fmt: skip
+    single = [
+        "toUInt64(0) AS _k", "toUInt8(0) AS _s", "cityHash64(visitor) AS _vis",
+        "toUInt64(kind = 'pageview') AS _pv", f"toUInt64({INTERACTIVE}) AS _int", "toInt64(0) AS _dur",
     ]  # fmt: skip
     for name in sorted(visit_dims):
         dim = DIMENSIONS[name]
         pick = "argMinIf" if dim.first else "argMaxIf"
-        first = f"{pick}({dim.expr}, ts, kind = 'pageview')"
-        inner.append(f"if(any(session) = '', any({dim.expr}), {first}) AS {dim.alias}")
+        grouped.append(f"{pick}({dim.expr}, ts, kind = 'pageview') AS {dim.alias}")
+        single.append(f"{dim.expr} AS {dim.alias}")
     selected = [f"{b.column(d)} AS d{i}" for i, d in enumerate(dims)]
     selected += [f"{BY_SESSION[m]} AS m_{m}" for m in cols]
     conditions = [b.condition(f) for f in filters]
-    sessions = f"SELECT {', '.join(inner)} FROM {b.ctx.db}.events WHERE {where} GROUP BY _k"
+    sessions = (
+        f"SELECT {', '.join(grouped)} FROM {b.ctx.db}.events WHERE {where} AND session != '' GROUP BY _k "
+        f"UNION ALL SELECT {', '.join(single)} FROM {b.ctx.db}.events WHERE {where} AND session = ''"
+    )
     sql = f"SELECT {', '.join(selected)} FROM ({sessions})"
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
