@@ -50,6 +50,7 @@ class Context:
     goals: Goals
     bot_max: int = 30
     apdex_ms: float = 500.0
+    sessions: bool = False  # the store has the ``sessions`` table (collectors/analytics/sessions.py)
 
 
 @dataclass(slots=True)
@@ -298,16 +299,44 @@ def _session_plan(
     selected = [f"{b.column(d)} AS d{i}" for i, d in enumerate(dims)]
     selected += [f"{BY_SESSION[m]} AS m_{m}" for m in cols]
     conditions = [b.condition(f) for f in filters]
-    sessions = (
-        f"SELECT {', '.join(grouped)} FROM {b.ctx.db}.events WHERE {where} AND session != '' GROUP BY _k "
-        f"UNION ALL SELECT {', '.join(single)} FROM {b.ctx.db}.events WHERE {where} AND session = ''"
-    )
+    if b.ctx.sessions and _whole_hours(b.period):
+        sessions = _stored_sessions(b.ctx.db, visit_dims)
+    else:
+        sessions = (
+            f"SELECT {', '.join(grouped)} FROM {b.ctx.db}.events WHERE {where} AND session != '' GROUP BY _k "
+            f"UNION ALL SELECT {', '.join(single)} FROM {b.ctx.db}.events WHERE {where} AND session = ''"
+        )
     sql = f"SELECT {', '.join(selected)} FROM ({sessions})"
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
     if dims:
         sql += " GROUP BY " + ", ".join(f"d{i}" for i in range(len(dims)))
     return sql
+
+
+def _whole_hours(period: Period) -> bool:
+    """The ``sessions`` table folds events per UTC hour: exact for ranges of whole hours."""
+    return all(
+        t.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0) == t for t in (period.start, period.end)
+    )
+
+
+def _stored_sessions(db: str, visit_dims: set[str]) -> str:
+    """The visit-only plan's per-session rows from the ``sessions`` table: its rows in the
+    range (whole hours) and not bots, merged per session — the same numbers as grouping the
+    range's events (``_k`` does not matter above; ``_s`` is false for a sessionless event)."""
+    cols = [
+        "sid AS _k", "any(in_session) AS _s", "any(visitor) AS _vis", "sum(pageviews) AS _pv",
+        "sum(interactive) AS _int",
+        "intDiv(toUnixTimestamp64Milli(max(end)) - toUnixTimestamp64Milli(min(start)), 1000) AS _dur",
+    ]  # fmt: skip
+    for name in sorted(visit_dims):
+        dim = DIMENSIONS[name]
+        cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
+    return (
+        f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE site = {{site:String}} AND hour >= {{lo:{TS}}} "
+        f"AND hour < {{hi:{TS}}} AND NOT {IS_BOT} GROUP BY sid, in_session"
+    )
 
 
 def _scope(f: Filter) -> str:

@@ -18,8 +18,10 @@ def test_printed_ddl_runs_on_the_engine(
 ) -> None:
     assert cli.main(["analytics-schema", "--store-url", "clickhouse://h/ddl_test"]) == 0
     printed = statements(capsys.readouterr().out)
-    assert [s.split("(")[0].split(" ENGINE")[0].strip() for s in printed] == [
-        "CREATE DATABASE IF NOT EXISTS ddl_test", "CREATE TABLE IF NOT EXISTS ddl_test.events"]  # fmt: skip
+    assert [s.split("(")[0].split(" ENGINE")[0].split(" AS ")[0].strip() for s in printed] == [
+        "CREATE DATABASE IF NOT EXISTS ddl_test", "CREATE TABLE IF NOT EXISTS ddl_test.events",
+        "CREATE TABLE IF NOT EXISTS ddl_test.sessions",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS ddl_test.sessions_mv TO ddl_test.sessions"]  # fmt: skip
     engine = chdb_engines[0]
     try:
         for statement in printed * 2:  # idempotent
@@ -27,7 +29,9 @@ def test_printed_ddl_runs_on_the_engine(
         columns = engine.query("SELECT name FROM system.columns WHERE database = 'ddl_test' AND table = 'events' "
                                "ORDER BY position")  # fmt: skip
         assert tuple(c[0] for c in columns) == EVENT_COLUMN_NAMES
-        (ttl,) = engine.query("SELECT create_table_query FROM system.tables WHERE database = 'ddl_test'")[0]
+        (ttl,) = engine.query(
+            "SELECT create_table_query FROM system.tables WHERE database = 'ddl_test' AND name = 'events'"
+        )[0]
         assert "TTL toDateTime(ts) + toIntervalDay(730)" in ttl
     finally:
         engine.command("DROP DATABASE IF EXISTS ddl_test")
