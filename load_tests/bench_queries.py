@@ -171,7 +171,9 @@ def main() -> None:
     engine = ChdbEngine(args.data_dir, settings=caps)
     rss_open = rss_mib()
     rows, disk = engine.query(
-        "SELECT sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} AND active",
+        # events only; disk of every table (events and sessions) per event
+        "SELECT sumIf(rows, table = 'events'), sum(bytes_on_disk) FROM system.parts "
+        "WHERE database = {db:String} AND active",
         {"db": DB},
     )[0]
     pageviews, visitors, sessions = engine.query(
