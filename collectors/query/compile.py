@@ -214,7 +214,10 @@ def compile_query(
         own = " AND ".join(b.condition(f) for f in visit_filters)
         b.visit_mode = "alias"
         chosen = " AND ".join(b.condition(f) for f in visit_filters)
-        sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, "session != ''", *([bots] if bots else [])]))
+        if ctx.sessions and _whole_hours(b.period):
+            sessions = _stored_first_touch(ctx.db, visit_dims, bots)
+        else:
+            sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, "session != ''", *([bots] if bots else [])]))
         b.visit_mode = "join"
         filter_sql = [b.condition(f) for f in where_filters if _scope(f) != "visit"]
         filter_sql.append(f"if(session = '', {own}, {SESSION_KEY} IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
@@ -337,6 +340,17 @@ def _stored_sessions(db: str, visit_dims: set[str]) -> str:
         f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE site = {{site:String}} AND hour >= {{lo:{TS}}} "
         f"AND hour < {{hi:{TS}}} AND NOT {IS_BOT} GROUP BY sid, in_session"
     )
+
+
+def _stored_first_touch(db: str, visit_dims: set[str], bots: str) -> str:
+    """:func:`_sessions_sql` (without stats) from the ``sessions`` table: ``s_id`` and the
+    first-touch attributes of every session with events in the range (whole hours)."""
+    cols = ["sid AS s_id"]
+    for name in sorted(visit_dims):
+        dim = DIMENSIONS[name]
+        cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
+    where = f"site = {{site:String}} AND hour >= {{lo:{TS}}} AND hour < {{hi:{TS}}} AND in_session"
+    return f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE {where}{' AND ' + bots if bots else ''} GROUP BY sid"
 
 
 def _scope(f: Filter) -> str:

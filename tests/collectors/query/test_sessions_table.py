@@ -1,6 +1,7 @@
 """The ``sessions`` table (collectors/analytics/sessions.py): the visit-only plan reads it for
 ranges of whole UTC hours and answers exactly what the events answer (the oracle); other
-ranges keep grouping the events; a store from before the table is backfilled."""
+ranges keep grouping the events; visit filters on event questions take their set of
+sessions from it too; a store from before the table is backfilled."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ RANGES = [
     {"metrics": OVERVIEW, "filters": SEGMENT},
     {"metrics": ["visitors", "visits", "bounce_rate", "visit_duration"], "dimensions": ["visit:source"]},
     {"metrics": ["visits", "pageviews"], "dimensions": ["visit:entry_page", "visit:exit_page"]},
-], ids=["overview", "segment", "sources", "entry-exit"])  # fmt: skip
+    {"metrics": ["visitors", "pageviews", "requests"], "dimensions": ["event:page"], "filters": SEGMENT},
+    {"metrics": ["visitors"], "dimensions": ["time:day"], "filters": [*SEGMENT, ["is", "event:bot", ["false"]]]},
+], ids=["overview", "segment", "sources", "entry-exit", "pages-segment", "bots-segment"])  # fmt: skip
 def test_backfilled_sessions_answer_like_the_events(
     backfilled: tuple[TestStore, Oracle], rng: list[str], body: dict[str, Any]
 ) -> None:
