@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.analytics.engine import ChdbEngine
-from collectors.analytics.schema import events_ddl
+from collectors.analytics.schema import create_statements
 from collectors.query.compile import Context
 from collectors.query.goals import Goals
 from collectors.query.parse import parse
@@ -112,8 +112,8 @@ def queries(first: dt.date, last: dt.date) -> dict[str, dict[str, Any]]:
 def generate(path: str, events: int, start: int) -> dict[str, float]:
     """Child process: create and fill the store (chDB admits one path per process)."""
     engine = ChdbEngine(path)
-    engine.command(f"CREATE DATABASE IF NOT EXISTS {DB}")
-    engine.command(events_ddl(DB))
+    for statement in create_statements(DB):  # events, and the sessions table its view fills
+        engine.command(statement)
     t0 = time.perf_counter()
     for offset in range(0, events, CHUNK):
         engine.command(GENERATE, {"start": start, "offset": offset, "count": min(CHUNK, events - offset)})
@@ -171,14 +171,18 @@ def main() -> None:
     engine = ChdbEngine(args.data_dir, settings=caps)
     rss_open = rss_mib()
     rows, disk = engine.query(
-        "SELECT sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} AND active",
+        # events only; disk of every table (events and sessions) per event
+        "SELECT sumIf(rows, table = 'events'), sum(bytes_on_disk) FROM system.parts "
+        "WHERE database = {db:String} AND active",
         {"db": DB},
     )[0]
     pageviews, visitors, sessions = engine.query(
         f"SELECT countIf(kind = 'pageview'), uniqExact(visitor), uniqExact(session) FROM {DB}.events"
     )[0]
     settings = CollectorSettings()
-    context = Context(DB, Goals(()), settings.bot_score_threshold, settings.apdex_threshold_ms)
+    has_sessions = bool(engine.query("SELECT count() FROM system.tables WHERE database = {db:String} "
+                                     "AND name = 'sessions'", {"db": DB})[0][0])  # fmt: skip
+    context = Context(DB, Goals(()), settings.bot_score_threshold, settings.apdex_threshold_ms, has_sessions)
     results: dict[str, dict[str, float]] = {}
     wanted = {n for n in args.only.split(",") if n}
     print(f"{int(rows):,} rows, {int(pageviews):,} pageviews, {int(visitors):,} visitors, {int(sessions):,} sessions; "

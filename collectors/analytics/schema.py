@@ -254,12 +254,32 @@ def create_statements(db: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str
             input_ddl(db, cluster=cluster),
             flatten_ddl(db, cluster=cluster),
         ]
-    return [database_ddl(db), events_ddl(db, ttl_days=ttl_days), input_ddl(db), flatten_ddl(db)]
+    return [
+        database_ddl(db), events_ddl(db, ttl_days=ttl_days), *sessions_statements(db, ttl_days=ttl_days),
+        input_ddl(db), flatten_ddl(db),
+    ]  # fmt: skip
+
+
+def sessions_statements(db: str, *, ttl_days: int = DEFAULT_TTL_DAYS) -> list[str]:
+    """The ``sessions`` table and the view that fills it (single store only; see sessions.py)."""
+    from collectors.analytics import sessions
+
+    return [sessions.sessions_ddl(db, ttl_days=ttl_days), sessions.view_ddl(db)]
 
 
 def create_all(
     engine: Engine, db: str, *, ttl_days: int = DEFAULT_TTL_DAYS, cluster: str | None = None
 ) -> None:
     """Create or complete the store's tables (the one migration entry point)."""
+    fresh = not cluster and not _exists(engine, db, "sessions")
     for statement in create_statements(db, ttl_days=ttl_days, cluster=cluster):
         engine.command(statement)
+    if fresh:  # a store from before the sessions table: fold the events it already holds
+        from collectors.analytics import sessions
+
+        engine.command(sessions.backfill_sql(db))
+
+
+def _exists(engine: Engine, db: str, table: str) -> bool:
+    sql = "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}"
+    return bool(engine.query(sql, {"db": db, "t": table})[0][0])

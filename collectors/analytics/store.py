@@ -98,6 +98,7 @@ class Store:
         self.db = db or settings.database
         self.events = f"{self.db}.events"
         self.inputs = f"{self.db}.events_in"  # the loader's landing table (schema.input_ddl)
+        self.has_sessions = not settings.cluster  # create_all makes the sessions table on one store
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-query")
         self._writer_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-load")
         self._closed = False

@@ -51,6 +51,7 @@ class Context:
     goals: Goals
     bot_max: int = 30
     apdex_ms: float = 500.0
+    sessions: bool = False  # the store has the ``sessions`` table (collectors/analytics/sessions.py)
 
 
 @dataclass(slots=True)
@@ -214,7 +215,10 @@ def compile_query(
         own = " AND ".join(b.condition(f) for f in visit_filters)
         b.visit_mode = "alias"
         chosen = " AND ".join(b.condition(f) for f in visit_filters)
-        sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, "session != ''", *([bots] if bots else [])]))
+        if ctx.sessions and _whole_hours(b.period):
+            sessions = _stored_first_touch(ctx.db, visit_dims, bots)
+        else:
+            sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, "session != ''", *([bots] if bots else [])]))
         b.visit_mode = "join"
         filter_sql = [b.condition(f) for f in where_filters if _scope(f) != "visit"]
         filter_sql.append(f"if(session = '', {own}, {SESSION_KEY} IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
@@ -279,26 +283,83 @@ def _session_plan(
     where: str,
 ) -> str:  # fmt: skip
     """Visit-only questions (visit dimensions and filters, visit metrics): group the events by
-    session once (an event without a session is its own), then group the sessions."""
-    inner = [
-        f"{EVENT_KEY} AS _k", "max(session != '') AS _s", "any(visitor) AS _vis",
+    session once, then group the sessions. Events without a session are their own visits: they
+    come in ungrouped through a ``UNION ALL`` (grouping them by their ``id`` would read and hash
+    every event's id). The visitor travels as its 64-bit hash (``_vis``; ``cityHash64('')`` is
+    no visitor): a string state per session cost memory and spilling on large ranges."""
+    grouped = [
+        f"{SESSION_KEY} AS _k", "toUInt8(1) AS _s", "any(cityHash64(visitor)) AS _vis",
         "countIf(kind = 'pageview') AS _pv", f"countIf({INTERACTIVE}) AS _int", f"{DURATION} AS _dur",
+    ]  # fmt: skip
+    single = [
+        "toUInt64(0) AS _k", "toUInt8(0) AS _s", "cityHash64(visitor) AS _vis",
+        "toUInt64(kind = 'pageview') AS _pv", f"toUInt64({INTERACTIVE}) AS _int", "toInt64(0) AS _dur",
     ]  # fmt: skip
     for name in sorted(visit_dims):
         dim = DIMENSIONS[name]
         pick = "argMinIf" if dim.first else "argMaxIf"
-        first = f"{pick}({dim.expr}, ts, kind = 'pageview')"
-        inner.append(f"if(any(session) = '', any({dim.expr}), {first}) AS {dim.alias}")
+        grouped.append(f"{pick}({dim.expr}, ts, kind = 'pageview') AS {dim.alias}")
+        single.append(f"{dim.expr} AS {dim.alias}")
     selected = [f"{b.column(d)} AS d{i}" for i, d in enumerate(dims)]
     selected += [f"{BY_SESSION[m]} AS m_{m}" for m in cols]
     conditions = [b.condition(f) for f in filters]
-    sessions = f"SELECT {', '.join(inner)} FROM {b.ctx.db}.events WHERE {where} GROUP BY _k"
+    if b.ctx.sessions and _whole_hours(b.period):
+        sessions = _stored_sessions(b.ctx.db, visit_dims)
+    else:
+        sessions = (
+            f"SELECT {', '.join(grouped)} FROM {b.ctx.db}.events WHERE {where} AND session != '' GROUP BY _k "
+            f"UNION ALL SELECT {', '.join(single)} FROM {b.ctx.db}.events WHERE {where} AND session = ''"
+        )
     sql = f"SELECT {', '.join(selected)} FROM ({sessions})"
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
     if dims:
         sql += " GROUP BY " + ", ".join(f"d{i}" for i in range(len(dims)))
     return sql
+
+
+def _whole_hours(period: Period) -> bool:
+    """The ``sessions`` table folds events per UTC hour: exact for ranges of whole hours."""
+    return all(
+        t.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0) == t for t in (period.start, period.end)
+    )
+
+
+def _stored_sessions(db: str, visit_dims: set[str]) -> str:
+    """The visit-only plan's per-session rows from the ``sessions`` table: its rows in the
+    range (whole hours) and not bots, merged per session — the same numbers as grouping the
+    range's events (``_k`` does not matter above; ``_s`` is false for a sessionless event)."""
+    cols = [
+        "sid AS _k", "any(in_session) AS _s", "any(visitor) AS _vis", "sum(pageviews) AS _pv",
+        "sum(interactive) AS _int",
+        "intDiv(toUnixTimestamp64Milli(max(end)) - toUnixTimestamp64Milli(min(start)), 1000) AS _dur",
+    ]  # fmt: skip
+    for name in sorted(visit_dims):
+        dim = DIMENSIONS[name]
+        cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
+    return (
+        f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE site = {{site:String}} AND hour >= {{lo:{TS}}} "
+        f"AND hour < {{hi:{TS}}} AND NOT bot GROUP BY sid, in_session HAVING {_HUMAN_SESSION}"
+    )
+
+
+# Rows of the ``sessions`` table carry their events' bot_score in the key: a session
+# with any row scored as automated is left out whole (bots.py); a sessionless event is
+# its own "session" there (sid = hash of its id), so it keeps the per-event rule.
+_HUMAN_SESSION = "max(bot_score BETWEEN 1 AND {bot_max:UInt8}) = 0"
+
+
+def _stored_first_touch(db: str, visit_dims: set[str], bots: str) -> str:
+    """:func:`_sessions_sql` (without stats) from the ``sessions`` table: ``s_id`` and the
+    first-touch attributes of every session with events in the range (whole hours)."""
+    cols = ["sid AS s_id"]
+    for name in sorted(visit_dims):
+        dim = DIMENSIONS[name]
+        cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
+    where = f"site = {{site:String}} AND hour >= {{lo:{TS}}} AND hour < {{hi:{TS}}} AND in_session"
+    if not bots:  # the query filters on event:bot itself: every session
+        return f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE {where} GROUP BY sid"
+    return f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE {where} AND NOT bot GROUP BY sid HAVING {_HUMAN_SESSION}"
 
 
 def _scope(f: Filter) -> str:

@@ -36,6 +36,7 @@ class StoreLike(Protocol):
 
     engine: Engine
     db: str
+    has_sessions: bool  # the ``sessions`` table exists (a single store; not yet on a cluster)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
 
@@ -58,9 +59,9 @@ class QueryApi:
         self.goals = Goals(settings.goals)
         self.hosts = tuple(hosts)
 
-    def context(self, site: str, db: str) -> Context:
+    def context(self, site: str, store: StoreLike) -> Context:
         apdex = self.settings.site(site).apdex_threshold_ms or self.settings.apdex_threshold_ms
-        return Context(db, self.goals, self.settings.bot_score_threshold, apdex)
+        return Context(store.db, self.goals, self.settings.bot_score_threshold, apdex, store.has_sessions)
 
     async def _body(self, request: web.Request) -> Any:
         try:
@@ -91,7 +92,7 @@ class QueryApi:
             return _error(str(exc))
         echo = {k: body[k] for k in ("filters", "order_by", "include") if k in body}
         return await self._answer(
-            lambda store: store.run(run.execute, store.engine, query, self.context(query.site, store.db), echo)
+            lambda store: store.run(run.execute, store.engine, query, self.context(query.site, store), echo)
         )
 
     async def funnel(self, request: web.Request) -> web.Response:
@@ -109,7 +110,7 @@ class QueryApi:
         except QueryError as exc:
             return _error(str(exc))
         return await self._answer(
-            lambda store: store.run(run.funnel, store.engine, query, self.context(query.site, store.db), definition)
+            lambda store: store.run(run.funnel, store.engine, query, self.context(query.site, store), definition)
         )
 
     async def realtime(self, request: web.Request) -> web.Response:
@@ -120,7 +121,7 @@ class QueryApi:
             return _error(str(exc))
 
         async def answer(store: StoreLike) -> dict[str, Any]:
-            out = await store.run(run.execute, store.engine, query, self.context(query.site, store.db))
+            out = await store.run(run.execute, store.engine, query, self.context(query.site, store))
             visitors, pageviews = out["results"][0]["metrics"]
             return {"site_id": query.site, "visitors": visitors, "pageviews": pageviews, "seconds": 300}
 

@@ -104,11 +104,12 @@ _ALL: list[Metric] = [
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 DURATION = "intDiv(toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)), 1000)"
 # The visit metrics over one row per session (``_s`` false for a sessionless event;
-# ``_vis`` visitor, ``_pv`` pageviews, ``_int`` interactions, ``_dur`` seconds): the same
-# definitions as above, used when a question needs nothing but visits (compile.py).
+# ``_vis`` the visitor's ``cityHash64`` (of ``''`` when none), ``_pv`` pageviews, ``_int``
+# interactions, ``_dur`` seconds): the same definitions as above, used when a question
+# needs nothing but visits (compile.py).
 _VISITS_N = "countIf(_s)"
 BY_SESSION: dict[str, str] = {
-    "visitors": "uniqExactIf(cityHash64(_vis), _vis != '')",
+    "visitors": "uniqExactIf(_vis, _vis != cityHash64(''))",
     "visits": _VISITS_N,
     "pageviews": "sum(_pv)",
     "views_per_visit": _ratio("sumIf(_pv, _s)", _VISITS_N, "1"),

@@ -20,6 +20,8 @@ def test_printed_ddl_runs_on_the_engine(
     printed = statements(capsys.readouterr().out)
     assert [s.split("(")[0].split(" ENGINE")[0].split(" TO ")[0].strip() for s in printed] == [
         "CREATE DATABASE IF NOT EXISTS ddl_test", "CREATE TABLE IF NOT EXISTS ddl_test.events",
+        "CREATE TABLE IF NOT EXISTS ddl_test.sessions",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS ddl_test.sessions_mv",
         "CREATE TABLE IF NOT EXISTS ddl_test.events_in",
         "CREATE MATERIALIZED VIEW IF NOT EXISTS ddl_test.events_flatten"]  # fmt: skip
     engine = chdb_engines[0]

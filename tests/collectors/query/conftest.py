@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from collectors.analytics.engine import ChdbEngine, Engine
-from collectors.analytics.schema import events_ddl
+from collectors.analytics.schema import create_statements
 
 T = TypeVar("T")
 TTL_DAYS = 7_300  # fixed historical dates (DST changes) must survive the TTL; DateTime ends in 2106
@@ -41,6 +41,7 @@ class TestStore:
     def __init__(self, engine: Engine, db: str) -> None:
         self.engine = engine
         self.db = db
+        self.has_sessions = True
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
@@ -51,8 +52,8 @@ class TestStore:
 
 def make_store(engine: Engine) -> TestStore:
     db = f"q_{uuid.uuid4().hex[:12]}"
-    engine.command(f"CREATE DATABASE {db}")
-    engine.command(events_ddl(db, ttl_days=TTL_DAYS))
+    for statement in create_statements(db, ttl_days=TTL_DAYS):  # events, sessions and its view
+        engine.command(statement)
     return TestStore(engine, db)
 
 

@@ -24,7 +24,7 @@ def insert(engine: Engine, db: str, events: list[dict[str, Any]]) -> None:
 
 def context(settings: CollectorSettings, db: str, site: str) -> Context:
     apdex = settings.site(site).apdex_threshold_ms or settings.apdex_threshold_ms
-    return Context(db, Goals(settings.goals), settings.bot_score_threshold, apdex)
+    return Context(db, Goals(settings.goals), settings.bot_score_threshold, apdex, sessions=True)
 
 
 def expected(oracle: Oracle, q: Query) -> dict[tuple[str, ...], list[Any]]:
