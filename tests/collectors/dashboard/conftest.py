@@ -160,7 +160,7 @@ def running(root: Path, events: list[dict[str, Any]] | None = None) -> Iterator[
     )
     app = Footfall(f"http://127.0.0.1:{admin_port}", root / "data")
     try:
-        _wait(lambda: urllib.request.urlopen(app.admin + "/readyz", timeout=2).status == 200, "readyz", proc)
+        _wait(lambda: _status(app.admin + "/readyz") == 200, "readyz", proc)
         events = population() if events is None else events
         client = redis.Redis.from_url(f"unix://{root / 'data' / 'redis' / 'redis.sock'}")
         with client.pipeline(transaction=False) as pipe:
@@ -204,3 +204,13 @@ def browser() -> Iterator[Any]:
         instance = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield instance
         instance.close()
+
+
+def _status(url: str) -> int:
+    """The status of a GET, its connection closed (an unclosed one warns, and warnings fail tests)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:  # a 503 while starting: the error is the response
+        exc.close()
+        return int(exc.code)

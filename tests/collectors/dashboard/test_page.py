@@ -211,6 +211,7 @@ def test_without_the_credential_the_api_says_401_and_the_page_asks_for_it(footfa
     with pytest.raises(urllib.error.HTTPError) as exc:
         footfall.api("/api/v2/query", {"site_id": SITE, "metrics": ["visitors"], "date_range": "30d"}, token=None)
     assert exc.value.code == 401
+    exc.value.close()  # the error is the response: close its connection (an unclosed one warns)
     ctx = browser.new_context()
     page = ctx.new_page()
     page.goto(f"{footfall.admin}/dashboard?site={SITE}&period=7d")
