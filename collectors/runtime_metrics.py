@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -105,16 +106,16 @@ async def sample(redis: aioredis.Redis, stream_key: str, groups: list[str],
         metrics.lag_seconds.labels(group).set(lag)
 
 
-async def monitor(redis: aioredis.Redis, stream_key: str, groups: list[str],
-                  metrics: RuntimeMetrics, stop: asyncio.Event, interval: float = 5.0) -> None:  # fmt: skip
-    """Sample every ``interval`` s until ``stop`` is set; a Redis error skips one sample.
+async def every(sample: Callable[[], Awaitable[None]], stop: asyncio.Event, interval: float = 5.0) -> None:
+    """``await sample()`` every ``interval`` s until ``stop`` is set; a Redis error skips one
+    sample (:func:`sample` for one stream key, ``shard_monitor.sample_shards`` for shards).
 
     Ended by the event rather than by cancellation: redis-py may swallow a
     cancellation that lands inside a command.
     """
     while not stop.is_set():
         try:
-            await sample(redis, stream_key, groups, metrics)
+            await sample()
         except RedisError as exc:
             log.debug("stream sampling failed: %s", exc)
         with contextlib.suppress(TimeoutError):

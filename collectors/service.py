@@ -34,9 +34,9 @@ from collectors.dashboard import SiteInfo
 from collectors.performance import PerformanceSink
 from collectors.query import http as query_api
 from collectors.runtime import Consumer, Sink
-from collectors.runtime_metrics import RuntimeMetrics, monitor
+from collectors.runtime_metrics import RuntimeMetrics, every, sample
 from collectors.settings import CollectorSettings
-from collectors.shard_monitor import monitor_shards
+from collectors.shard_monitor import sample_shards
 from collectors.sharded import ShardedConsumer
 from proxy.auth import auth_middleware, login_routes
 from proxy.startup import cannot_listen
@@ -123,9 +123,9 @@ class CollectorService:
         groups = [c.group for c in self.consumers]
         self._stop_monitor.clear()
         sampler = (
-            monitor(self.redis, self.stream_key, groups, self.metrics, self._stop_monitor)
+            every(lambda: sample(self.redis, self.stream_key, groups, self.metrics), self._stop_monitor)
             if self.shard_keys == [self.stream_key]
-            else monitor_shards(self.redis, self.shard_keys, groups, self.metrics, self._stop_monitor)
+            else every(lambda: sample_shards(self.redis, self.shard_keys, groups, self.metrics), self._stop_monitor)
         )
         self._monitor = spawn(sampler, name="collector-monitor")
         log.info("collectors %s consuming %s", ",".join(groups), self.stream_key)

@@ -9,8 +9,6 @@ folding: each shard's reader increments the group's counters itself.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -57,15 +55,3 @@ async def sample_shards(redis: Any, keys: list[str], groups: list[str], metrics:
     }
     for (name, group), value in folded.items():
         gauges[name].labels(group).set(value)
-
-
-async def monitor_shards(redis: Any, keys: list[str], groups: list[str], metrics: RuntimeMetrics,
-                         stop: asyncio.Event, interval: float = 5.0) -> None:  # fmt: skip
-    """:func:`sample_shards` every ``interval`` s until ``stop``; an error skips one sample."""
-    while not stop.is_set():
-        try:
-            await sample_shards(redis, keys, groups, metrics)
-        except RedisError as exc:
-            log.debug("sharded stream sampling failed: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
