@@ -12,17 +12,18 @@ database name, which is configuration, is text.
 from __future__ import annotations
 
 TS = "DateTime64(3,'UTC')"
+NO_SESSION = "cityHash64('')"  # ``sid`` (the stored hash of ``session``) of an event without one
 
 
 def bot_sessions(db: str) -> str:
     """A subquery: the sessions of the queried site and range with an event scored as automated."""
     return (
-        f"(SELECT session FROM {db}.events WHERE site = {{site:String}} AND ts >= {{lo:{TS}}} "
-        f"AND ts < {{hi:{TS}}} AND session != '' AND bot_score BETWEEN 1 AND {{bot_max:UInt8}})"
+        f"(SELECT sid FROM {db}.events WHERE site = {{site:String}} AND ts >= {{lo:{TS}}} "
+        f"AND ts < {{hi:{TS}}} AND sid != {NO_SESSION} AND bot_score BETWEEN 1 AND {{bot_max:UInt8}})"
     )
 
 
 def human_session(db: str) -> str:
     """The WHERE condition that keeps an event only if its session (when it has one) had
     no event scored as automated; the compiler puts it beside ``NOT IS_BOT``."""
-    return f"(session = '' OR session NOT IN {bot_sessions(db)})"
+    return f"(sid = {NO_SESSION} OR sid NOT IN {bot_sessions(db)})"

@@ -25,11 +25,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from collectors.query.bots import human_session
 from collectors.query.dimensions import DIMENSIONS, IS_BOT, session_column, time_expr, visit_expr
 from collectors.query.goals import Goals
-from collectors.query.metrics import BY_SESSION, DURATION, INTERACTIVE, METRICS, Metric, Part
+from collectors.query.metrics import BY_SESSION, DURATION, INTERACTIVE, METRICS, NO_HASH, Metric, Part
 from collectors.query.model import Condition, Filter, Logic, Op, Period, Query
 from collectors.query.parse import QueryError
 
@@ -39,8 +40,10 @@ BEACON_GRACE_SECONDS = 3600  # beacon events of a pageview arrive after it, with
 # Sessions are grouped and joined by a 64-bit hash of their id: integer keys aggregate and
 # join ~3x faster than strings (measured, README); a collision among a million sessions has
 # a probability of ~3e-8. An event without a session is its own group (keyed by its id).
-SESSION_KEY = "cityHash64(session)"
-EVENT_KEY = "cityHash64(if(session = '', id, session))"
+SESSION_KEY = "sid"  # the stored cityHash64(session) (schema.DERIVED_COLUMNS)
+NO_SESSION = f"sid = {NO_HASH}"
+HAS_SESSION = f"sid != {NO_HASH}"
+EVENT_KEY = f"if({NO_SESSION}, cityHash64(id), sid)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class Compiled:
     metrics: tuple[str, ...]  # metric columns after the dimension columns, in order
     source: str = ""  # the FROM clause (events, joined with sessions when needed)
     where: str = ""  # the WHERE clause: site, period, bots, filters
+    plan: str = "events"  # "sessions": the visit-only plan (one row per session, then the groups)
 
 
 @dataclass(slots=True)
@@ -198,13 +202,12 @@ def compile_query(
         b.bot_filtered = True
     bots = "" if b.bot_filtered else f"NOT {IS_BOT} AND {human_session(ctx.db)}"  # + whole sessions (bots.py)
     visit_dims = _visit_dims(dims, where_filters)
-    if all(DIMENSIONS[d].scope == "visit" for d in dims) and all(
-        _scope(f) == "visit" for f in where_filters
-    ) and set(cols) <= BY_SESSION.keys():
+    visit_only = all(_scope(f) == "visit" for f in where_filters) and set(cols) <= BY_SESSION.keys()
+    if visit_only and (all(DIMENSIONS[d].scope == "visit" for d in dims) or _stored_buckets(b, dims, cols, visit_dims)):
         # sessions first: one GROUP BY session pass, no join back to the events
         b.visit_mode = "alias"
         sql = _session_plan(b, dims, cols, where_filters, visit_dims, " AND ".join([*base, *([bots] if bots else [])]))
-        return _finish(b, query, ctx, sql, dims, cols, count_rows, paginate, "", "")
+        return _finish(b, query, ctx, sql, dims, cols, count_rows, paginate, "", "", "sessions")
     dim_sql = [b.column(d) for d in dims]
     visit_filters = [f for f in where_filters if _scope(f) == "visit"]
     if visit_filters and not any(DIMENSIONS[d].scope == "visit" for d in dims) and not any(
@@ -218,10 +221,10 @@ def compile_query(
         if ctx.sessions and _whole_hours(b.period):
             sessions = _stored_first_touch(ctx.db, visit_dims, bots)
         else:
-            sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, "session != ''", *([bots] if bots else [])]))
+            sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])]))
         b.visit_mode = "join"
         filter_sql = [b.condition(f) for f in where_filters if _scope(f) != "visit"]
-        filter_sql.append(f"if(session = '', {own}, {SESSION_KEY} IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
+        filter_sql.append(f"if({NO_SESSION}, {own}, {SESSION_KEY} IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
     else:
         filter_sql = [b.condition(f) for f in where_filters]
     if any(m.session_stats for m in defs):
@@ -235,7 +238,7 @@ def compile_query(
     where = " AND ".join(base + ([bots] if bots else []) + filter_sql)
     source = f"{ctx.db}.events"
     if b.needs_session:
-        session_where = " AND ".join([*base, "session != ''", *([bots] if bots else [])])
+        session_where = " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])])
         session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True)
         source += f" ANY LEFT JOIN ({session_sql}) AS s ON {SESSION_KEY} = s.s_id"
 
@@ -249,7 +252,7 @@ def compile_query(
         if dims:
             sql += f" GROUP BY {group}"
     else:
-        inner = [*selected, f"{EVENT_KEY} AS _k", "max(session != '') AS _s"]
+        inner = [*selected, f"{EVENT_KEY} AS _k", f"max({HAS_SESSION}) AS _s"]
         if any(m.name == "visit_duration" for m in defs):
             inner.append("any(s_duration) AS _sdur")
         inner += [_call(p, "State") + f" AS p{i}" for i, p in enumerate(parts)]
@@ -288,29 +291,36 @@ def _session_plan(
     every event's id). The visitor travels as its 64-bit hash (``_vis``; ``cityHash64('')`` is
     no visitor): a string state per session cost memory and spilling on large ranges."""
     grouped = [
-        f"{SESSION_KEY} AS _k", "toUInt8(1) AS _s", "any(cityHash64(visitor)) AS _vis",
-        "countIf(kind = 'pageview') AS _pv", f"countIf({INTERACTIVE}) AS _int", f"{DURATION} AS _dur",
+        f"{SESSION_KEY} AS _k", "toUInt8(1) AS _s", "any(vid) AS _vis", "countIf(kind = 'pageview') AS _pv",
+        "_pv AS _pvs", f"countIf({INTERACTIVE}) AS _int", f"{DURATION} AS _dur",
     ]  # fmt: skip
     single = [
-        "toUInt64(0) AS _k", "toUInt8(0) AS _s", "cityHash64(visitor) AS _vis",
-        "toUInt64(kind = 'pageview') AS _pv", f"toUInt64({INTERACTIVE}) AS _int", "toInt64(0) AS _dur",
+        "toUInt64(0) AS _k", "toUInt8(0) AS _s", "vid AS _vis", "toUInt64(kind = 'pageview') AS _pv", "_pv AS _pvs",
+        f"toUInt64({INTERACTIVE}) AS _int", "toInt64(0) AS _dur",
     ]  # fmt: skip
     for name in sorted(visit_dims):
         dim = DIMENSIONS[name]
         pick = "argMinIf" if dim.first else "argMaxIf"
         grouped.append(f"{pick}({dim.expr}, ts, kind = 'pageview') AS {dim.alias}")
         single.append(f"{dim.expr} AS {dim.alias}")
-    selected = [f"{b.column(d)} AS d{i}" for i, d in enumerate(dims)]
+    bucket = next((d for d in dims if DIMENSIONS[d].scope == "time"), None)
+    selected = [f"{'_bucket' if d == bucket else b.column(d)} AS d{i}" for i, d in enumerate(dims)]
     selected += [f"{BY_SESSION[m]} AS m_{m}" for m in cols]
     conditions = [b.condition(f) for f in filters]
-    if b.ctx.sessions and _whole_hours(b.period):
+    if bucket is not None:  # _stored_buckets said yes
+        granularity = b.period.granularity if bucket == "time" else bucket.split(":", 1)[1]
+        label = time_expr(granularity, b.shift, column="hour")
+        sessions = _stored_sessions(b.ctx.db, visit_dims, label)
+    elif b.ctx.sessions and _whole_hours(b.period):
         sessions = _stored_sessions(b.ctx.db, visit_dims)
     else:
         sessions = (
-            f"SELECT {', '.join(grouped)} FROM {b.ctx.db}.events WHERE {where} AND session != '' GROUP BY _k "
-            f"UNION ALL SELECT {', '.join(single)} FROM {b.ctx.db}.events WHERE {where} AND session = ''"
+            f"SELECT {', '.join(grouped)} FROM {b.ctx.db}.events WHERE {where} AND {HAS_SESSION} GROUP BY _k "
+            f"UNION ALL SELECT {', '.join(single)} FROM {b.ctx.db}.events WHERE {where} AND {NO_SESSION}"
         )
     sql = f"SELECT {', '.join(selected)} FROM ({sessions})"
+    if bucket is not None:
+        sql += " ARRAY JOIN _bp.1 AS _bucket, _bp.2 AS _pv"
     if conditions:
         sql += " WHERE " + " AND ".join(conditions)
     if dims:
@@ -325,15 +335,55 @@ def _whole_hours(period: Period) -> bool:
     )
 
 
-def _stored_sessions(db: str, visit_dims: set[str]) -> str:
+def _stored_buckets(b: _Builder, dims: tuple[str, ...], cols: tuple[str, ...], visit_dims: set[str]) -> bool:
+    """Whether a question by time can bucket the ``sessions`` table's hourly rows: one time
+    dimension, hours or coarser, whole hours, and every local bucket boundary of the site's
+    zone on a whole UTC hour — and worth it: it needs a session's first touch or its whole
+    (bounce, duration); counting visitors, visits and pageviews per bucket is cheaper on the
+    events (measured: load_tests/bench_queries.py)."""
+    if not visit_dims and not any(METRICS[m].session_stats for m in cols):
+        return False
+    times = [d for d in dims if DIMENSIONS[d].scope == "time"]
+    if len(times) != 1 or any(DIMENSIONS[d].scope not in ("time", "visit") for d in dims):
+        return False
+    granularity = b.period.granularity if times[0] == "time" else times[0].split(":", 1)[1]
+    return (
+        b.ctx.sessions and granularity != "minute" and _whole_hours(b.period)
+        and _hour_zone(b.query.timezone, b.period)
+    )  # fmt: skip
+
+
+def _hour_zone(tz: str, period: Period) -> bool:
+    """The zone's UTC offset is a whole number of hours throughout ``period`` (checked daily)."""
+    zone = ZoneInfo(tz)
+    days = (period.end - period.start).days + 1
+    if days > 20_000:
+        return False
+    return all(
+        (offset := (period.start + dt.timedelta(days=i)).astimezone(zone).utcoffset()) is not None
+        and offset.total_seconds() % 3600 == 0
+        for i in range(days + 1)
+    )
+
+
+def _stored_sessions(db: str, visit_dims: set[str], bucket: str | None = None) -> str:
     """The visit-only plan's per-session rows from the ``sessions`` table: its rows in the
     range (whole hours) and not bots, merged per session — the same numbers as grouping the
-    range's events (``_k`` does not matter above; ``_s`` is false for a sessionless event)."""
+    range's events (``_k`` does not matter above; ``_s`` is false for a sessionless event).
+
+    With ``bucket`` (a time label over the rows' ``hour``), ``_bp`` pairs each bucket the
+    session has events in with its pageviews there, for the caller's ``ARRAY JOIN``: a
+    session counts once in every bucket it touched, with its whole-range duration and
+    bounce (as the events answer it); ``_pvs`` is its pageviews in the whole range."""
     cols = [
-        "sid AS _k", "any(in_session) AS _s", "any(visitor) AS _vis", "sum(pageviews) AS _pv",
+        "sid AS _k", "any(in_session) AS _s", "any(visitor) AS _vis",
+        "sum(pageviews) AS _pvs" if bucket else "sum(pageviews) AS _pv", "_pvs" if bucket else "_pv AS _pvs",
         "sum(interactive) AS _int",
         "intDiv(toUnixTimestamp64Milli(max(end)) - toUnixTimestamp64Milli(min(start)), 1000) AS _dur",
     ]  # fmt: skip
+    if bucket:  # a third array of ones, so a bucket with no pageview keeps its key
+        cols.append(f"sumMap([{bucket}], [toUInt64(pageviews)], [toUInt64(1)]) AS _bp")
+        cols.remove("_pvs")
     for name in sorted(visit_dims):
         dim = DIMENSIONS[name]
         cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
@@ -371,7 +421,7 @@ def _scope(f: Filter) -> str:
 
 def _finish(
     b: _Builder, query: Query, ctx: Context, sql: str, dims: tuple[str, ...], cols: tuple[str, ...],
-    count_rows: bool, paginate: bool, source: str, where: str,
+    count_rows: bool, paginate: bool, source: str, where: str, plan: str = "events",
 ) -> Compiled:  # fmt: skip
     if count_rows:
         sql = f"SELECT count() FROM ({sql})"
@@ -403,7 +453,7 @@ def _finish(
     fill = {"$APDEX": "{apdex_t:Float64}", "$GOAL_ANY": ctx.goals.any()}
     for token, text in fill.items():
         source, where = source.replace(token, text), where.replace(token, text)
-    return Compiled(sql, params, dims, cols, source, where)
+    return Compiled(sql, params, dims, cols, source, where, plan)
 
 
 def _metric_sql(m: Metric, parts: list[Part], refs: list[str]) -> str:

@@ -86,11 +86,12 @@ def session_column(dim: Dim) -> str:
 
 def visit_expr(dim: Dim) -> str:
     """A visit dimension on an event row: the session's value; a sessionless event's own."""
-    return f"if(session = '', {dim.expr}, {dim.alias})"
+    return f"if(sid = cityHash64(''), {dim.expr}, {dim.alias})"
 
 
-def time_expr(granularity: str, shift: str = "") -> str:
+def time_expr(granularity: str, shift: str = "", column: str = "ts") -> str:
     """The bucket label of ``ts`` in the site's zone; ``shift`` (e.g. ``addDays(…, 7)``) moves
     a comparison period's events onto the main period's labels."""
-    local = shift.format(t=_LOCAL) if shift else _LOCAL
+    at = _LOCAL.replace("ts", column)
+    local = shift.format(t=at) if shift else at
     return TIME_BUCKETS[granularity].format(t=local)

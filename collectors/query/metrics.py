@@ -19,7 +19,8 @@ from dataclasses import dataclass
 PV = "kind = 'pageview'"
 PROXY = "via = 'proxy'"
 ERROR = "(status >= 500 OR error != '')"
-IN_SESSION = "session != ''"
+NO_HASH = "cityHash64('')"  # the derived vid/sid of an empty id (schema.DERIVED_COLUMNS)
+IN_SESSION = f"sid != {NO_HASH}"
 EVENT_KINDS = "(kind IN ('pageview', 'custom', 'click') OR $GOAL_ANY)"
 BOUNCED = "s_pageviews = 1 AND s_interactions = 0"
 # what makes a session not a bounce besides a second pageview (session subquery)
@@ -47,9 +48,10 @@ def _quantile(name: str, q: float, column: str, cond: str) -> Metric:
     return Metric(name, (("quantileExactIf", repr(q), f"{column}, {cond}"),), "round($0, 2)")
 
 
-# distinct 64-bit hashes of the ids (uniqExact keeps a 128-bit hash of a string anyway)
-_VISITORS: Part = ("uniqExactIf", "", "cityHash64(visitor), visitor != ''")
-_VISITS: Part = ("uniqExactIf", "", f"cityHash64(session), {IN_SESSION}")
+# distinct 64-bit hashes of the ids (the stored ``vid``/``sid``; uniqExact keeps a 128-bit
+# hash of a string anyway)
+_VISITORS: Part = ("uniqExactIf", "", f"vid, vid != {NO_HASH}")
+_VISITS: Part = ("uniqExactIf", "", f"sid, {IN_SESSION}")
 _REQUESTS: Part = ("countIf", "", PROXY)
 _PROXY_PV: Part = ("countIf", "", f"{PV} AND {PROXY}")
 
@@ -61,7 +63,7 @@ _ALL: list[Metric] = [
     Metric("views_per_visit", (("countIf", "", f"{PV} AND {IN_SESSION}"), _VISITS), _ratio("$0", "$1", "1")),
     Metric(
         "bounce_rate",
-        (("uniqExactIf", "", f"cityHash64(session), {IN_SESSION} AND {BOUNCED}"), _VISITS),
+        (("uniqExactIf", "", f"sid, {IN_SESSION} AND {BOUNCED}"), _VISITS),
         _ratio("$0", "$1"),
         session_stats=True,
         ratio=True,
@@ -104,7 +106,8 @@ _ALL: list[Metric] = [
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 DURATION = "intDiv(toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)), 1000)"
 # The visit metrics over one row per session (``_s`` false for a sessionless event;
-# ``_vis`` the visitor's ``cityHash64`` (of ``''`` when none), ``_pv`` pageviews, ``_int``
+# ``_vis`` the visitor's ``cityHash64`` (of ``''`` when none), ``_pv`` pageviews (in the time
+# bucket of the row when the question has one; ``_pvs`` in the whole session), ``_int``
 # interactions, ``_dur`` seconds): the same definitions as above, used when a question
 # needs nothing but visits (compile.py).
 _VISITS_N = "countIf(_s)"
@@ -113,7 +116,7 @@ BY_SESSION: dict[str, str] = {
     "visits": _VISITS_N,
     "pageviews": "sum(_pv)",
     "views_per_visit": _ratio("sumIf(_pv, _s)", _VISITS_N, "1"),
-    "bounce_rate": _ratio("countIf(_s AND _pv = 1 AND _int = 0)", _VISITS_N),
+    "bounce_rate": _ratio("countIf(_s AND _pvs = 1 AND _int = 0)", _VISITS_N),
     "visit_duration": "round(avgIf(_dur, _s), 1)",
 }
 VISITORS = METRICS["visitors"]

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 from collectors.analytics.engine import Engine
 from collectors.query import dates
-from collectors.query.compile import NONE, Context, compile_query, regexes
+from collectors.query.compile import NONE, Compiled, Context, compile_query, regexes
 from collectors.query.dimensions import DIMENSIONS, IS_BOT
 from collectors.query.goals import funnel_steps
-from collectors.query.metrics import METRICS
+from collectors.query.metrics import BY_SESSION, METRICS
 from collectors.query.model import Condition, Filter, Period, Query
 from collectors.query.parse import QueryError
 from collectors.settings import Funnel
@@ -44,13 +44,44 @@ def _shift(query: Query, original: Period, mode: str) -> tuple[Period, str]:
     return back, f"addSeconds({{t}}, {int(original.length)})"
 
 
-def _table(engine: Engine, query: Query, ctx: Context, period: Period, shift: str, paginate: bool) -> list[Row]:
-    compiled = compile_query(query, ctx, period=period, shift=shift, paginate=paginate)
+def _rows(engine: Engine, compiled: Compiled) -> list[Row]:
     n = len(compiled.dimensions)
-    rows: list[Row] = [
+    return [
         (tuple(r[:n]), dict(zip(compiled.metrics, r[n:], strict=True)))
         for r in engine.query(compiled.sql, compiled.params)
     ]
+
+
+def _split(engine: Engine, query: Query, ctx: Context, period: Period, shift: str, paginate: bool) -> list[Row] | None:
+    """Visit metrics beside event metrics (the dashboard's KPIs: visitors and bounce rate
+    with requests and p75 latency), by nothing or by time only: two questions, one per plan,
+    when the visit metrics alone take the visit-only plan — grouping a million sessions
+    once beats joining every event to its session (load_tests/bench_queries.py). Rows are
+    merged on their time bucket, in time order; ``order_by`` and derived metrics keep the
+    single question."""
+    visit = tuple(m for m in query.metrics if m in BY_SESSION)
+    rest = tuple(m for m in query.metrics if m not in BY_SESSION)
+    if not visit or not rest or query.order_by or any(METRICS[m].post for m in query.metrics):
+        return None
+    if any(DIMENSIONS[d].scope != "time" for d in query.dimensions):
+        return None
+    visits = compile_query(query, ctx, period=period, shift=shift, metrics=visit, paginate=False)
+    if visits.plan != "sessions":
+        return None
+    events = compile_query(query, ctx, period=period, shift=shift, metrics=rest, paginate=False)
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for dims, values in [*_rows(engine, visits), *_rows(engine, events)]:
+        merged.setdefault(dims, {}).update(values)
+    rows = [(dims, {m: values.get(m, 0 if m in COUNTS else None) for m in query.metrics})
+            for dims, values in sorted(merged.items())]  # fmt: skip
+    return rows[query.offset : query.offset + query.limit] if paginate and query.dimensions else rows
+
+
+def _table(engine: Engine, query: Query, ctx: Context, period: Period, shift: str, paginate: bool) -> list[Row]:
+    split = _split(engine, query, ctx, period, shift, paginate)
+    if split is not None:
+        return split
+    rows = _rows(engine, compile_query(query, ctx, period=period, shift=shift, paginate=paginate))
     if "percentage" in query.metrics:
         totals = compile_query(query, ctx, period=period, shift=shift, dimensions=(), metrics=("visitors",))
         total = engine.query(totals.sql, totals.params)[0][0]
@@ -146,9 +177,9 @@ def funnel(engine: Engine, query: Query, ctx: Context, definition: Funnel) -> di
     source, where = base.source, base.where  # the query's own site, period, bot and filter clauses
     window_ms = int((query.period.end - query.period.start).total_seconds() * 1000)
     sql = (
-        "SELECT level, count() FROM (SELECT visitor, windowFunnel({window:UInt64})"
+        "SELECT level, count() FROM (SELECT vid, windowFunnel({window:UInt64})"
         f"(toUInt64(toUnixTimestamp64Milli(ts)), {', '.join(conditions)}) AS level "
-        f"FROM {source} WHERE {where} AND visitor != '' GROUP BY visitor) GROUP BY level"
+        f"FROM {source} WHERE {where} AND vid != cityHash64('') GROUP BY vid) GROUP BY level"
     )
     counts = dict(engine.query(sql, {**base.params, **params, "window": window_ms}))
     reached = [sum(n for level, n in counts.items() if level >= i + 1) for i in range(len(definition.steps))]

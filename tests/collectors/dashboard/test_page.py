@@ -251,6 +251,7 @@ def test_tabs_and_cards_switch_without_reloading_the_rest(footfall: Footfall, br
 def test_a_share_link_shows_one_site_read_only(footfall: Footfall, browser: Any) -> None:
     admin, _ = open_page(footfall, browser, f"site={SITE}&period=30d")
     admin.click("#share")
+    admin.wait_for_selector("#notice:has-text('/share/')")  # the link comes back from the API
     link = re.search(r"http://\S+/share/\S+", admin.text_content("#notice") or "")
     assert link is not None
     admin.context.close()
