@@ -19,7 +19,8 @@ SQL_METRICS = [m for m in METRICS if m not in ("percentage", "conversion_rate")]
 DIMENSIONS = [
     [], ["event:page"], ["visit:source"], ["visit:channel"], ["visit:device"], ["visit:country"],
     ["visit:entry_page"], ["visit:exit_page"], ["event:kind"], ["event:status"], ["visit:utm_campaign"],
-    ["time:day"], ["time:hour"], ["visit:browser", "event:page"], ["event:goal"],
+    ["time:day"], ["time:hour"], ["visit:browser", "event:page"], ["event:goal"], ["event:upstream_bucket"],
+    ["event:page", "event:upstream_bucket"],
 ]  # fmt: skip
 
 
