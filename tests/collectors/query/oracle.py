@@ -212,8 +212,9 @@ class Oracle:
         # the TTFB split: each proxied pageview with the browser's TTFB of its page (the first
         # vitals report naming it, up to an hour after the range)
         lo, hi = q.period.start.timestamp(), q.period.end.timestamp() + 3600
-        reports = sorted((r for r in self.rows if r["site"] == q.site and r["via"] == "beacon" and r["kind"] == "vitals"
-                          and r["page_id"] and r["ttfb"] is not None and lo <= r["ts"] < hi), key=lambda r: -r["ts"])  # fmt: skip
+        reports = sorted((r for r in self.rows if r["site"] == q.site and r["via"] == "beacon"
+                          and r["kind"] == "vitals" and r["page_id"] and r["ttfb"] is not None
+                          and lo <= r["ts"] < hi), key=lambda r: -r["ts"])  # fmt: skip
         ttfb = {r["page_id"]: r["ttfb"] for r in reports}  # the earliest wins
         split: dict[str, list[float]] = {"network": [], "proxy": [], "origin": []}
         for r in proxy_pvs:
