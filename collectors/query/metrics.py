@@ -30,8 +30,10 @@ from dataclasses import dataclass
 
 PV = "kind = 'pageview'"
 PROXY = "via = 'proxy'"
-# a visitor closing the connection is not a server error (it counts in abandonment_rate)
+# a visitor closing the connection is not a server error (it counts in abandonment_rate);
+# Apdex still counts it frustrated with the errors (FAILED), like the Prometheus Apdex
 ERROR = "(status >= 500 OR error NOT IN ('', 'client_disconnect'))"
+FAILED = "(status >= 500 OR error != '')"
 ABANDONED = "error = 'client_disconnect'"
 IN_SESSION = "session != ''"
 EVENT_KINDS = "(kind IN ('pageview', 'custom', 'click') OR $GOAL_ANY)"
@@ -103,8 +105,8 @@ _ALL: list[Metric] = [
     Metric(
         "apdex",
         (
-            ("countIf", "", f"{PROXY} AND NOT {ERROR} AND duration_ms <= $APDEX"),
-            ("countIf", "", f"{PROXY} AND NOT {ERROR} AND duration_ms > $APDEX AND duration_ms <= 4 * $APDEX"),
+            ("countIf", "", f"{PROXY} AND NOT {FAILED} AND duration_ms <= $APDEX"),
+            ("countIf", "", f"{PROXY} AND NOT {FAILED} AND duration_ms > $APDEX AND duration_ms <= 4 * $APDEX"),
             _REQUESTS,
         ),
         _ratio("($0 + $1 / 2)", "$2", "1", 3),

@@ -173,6 +173,9 @@ class Oracle:
         def err(r: dict[str, Any]) -> bool:  # a visitor going away is no server error
             return bool(r["status"] >= 500 or r["error"] not in ("", "client_disconnect"))
 
+        def failed(r: dict[str, Any]) -> bool:  # Apdex: errors and abandoned exchanges are frustrated
+            return bool(r["status"] >= 500 or r["error"])
+
         def engaged(s: str) -> bool:  # GA4: > 10 s engaged, 2+ pageviews or a conversion
             return bool(info[s]["engaged_ms"] > 10_000 or info[s]["pageviews"] >= 2 or info[s]["converted"])
 
@@ -197,8 +200,8 @@ class Oracle:
             "requests": len(proxy),
             "error_rate": ratio(sum(1 for r in proxy if err(r)), len(proxy)),
             "bytes": sum(r["bytes_out"] for r in proxy),
-            "apdex": ratio(sum(1 for r in proxy if not err(r) and r["duration_ms"] <= apdex_t)
-                           + sum(1 for r in proxy if not err(r) and apdex_t < r["duration_ms"] <= 4 * apdex_t) / 2,
+            "apdex": ratio(sum(1 for r in proxy if not failed(r) and r["duration_ms"] <= apdex_t)
+                           + sum(1 for r in proxy if not failed(r) and apdex_t < r["duration_ms"] <= 4 * apdex_t) / 2,
                            len(proxy), 1, 3),  # fmt: skip
             "engaged_time": ratio(sum(r["engaged_ms"] for r in rows if r["engaged_ms"] is not None),
                                   sum(1 for r in rows if r["engaged_ms"] is not None), 0.001, 1),  # fmt: skip

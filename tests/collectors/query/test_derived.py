@@ -181,15 +181,15 @@ def test_abandonment_per_page_and_by_upstream_latency(store: TestStore) -> None:
         (("1000-3000ms",), [100]),  # sp's /b
         (("3000ms+",), [100]),  # sn
     ]
-    slow = _ask(store, metrics=["abandonment_rate"], filters=[["is", "event:upstream_bucket", ["1000-3000ms",
-                                                                                               "3000ms+"]]])  # fmt: skip
-    assert slow[()] == [100]
+    slow = [["is", "event:upstream_bucket", ["1000-3000ms", "3000ms+"]]]
+    assert _ask(store, metrics=["abandonment_rate"], filters=slow)[()] == [100]
 
 
 def test_client_disconnect_is_not_an_error(store: TestStore) -> None:
     """10 proxied events: 7 pageviews (3 abandoned), the POST, the abandoned and the failed API
-    request; only the 502 is an error."""
-    assert _ask(store, metrics=["requests", "error_rate"])[()] == [10, 10]
+    request; only the 502 is an error. Apdex (T = 500 ms) still counts the abandoned ones
+    frustrated: satisfied are st (60 ms), sp (255.5), sg (30) and the POST (30); se took 2.6 s."""
+    assert _ask(store, metrics=["requests", "error_rate", "apdex"])[()] == [10, 10, 0.4]
 
 
 def test_new_names_parse_and_bad_ones_do_not() -> None:
@@ -198,9 +198,10 @@ def test_new_names_parse_and_bad_ones_do_not() -> None:
             "abandonment_rate"], "dimensions": ["event:upstream_bucket"],
             "order_by": [["engagement_rate", "desc"]]}  # fmt: skip
     assert parse(body, settings).metrics[-1] == "abandonment_rate"
-    for bad, path in [({"metrics": ["ttfb_p50_network"]}, "metrics[0]"),
-                      ({"metrics": ["visits"], "dimensions": ["event:upstream"]}, "dimensions[0]"),
-                      ({"metrics": ["visits"], "order_by": [["engagement_rate", "asc"]]}, "order_by[0][0]")]:  # fmt: skip
+    bad_bodies = [({"metrics": ["ttfb_p50_network"]}, "metrics[0]"),
+                  ({"metrics": ["visits"], "dimensions": ["event:upstream"]}, "dimensions[0]"),
+                  ({"metrics": ["visits"], "order_by": [["engagement_rate", "asc"]]}, "order_by[0][0]")]  # fmt: skip
+    for bad, path in bad_bodies:
         with pytest.raises(QueryError) as err:
             parse({"site_id": SITE, "date_range": "day", **bad}, settings)
         assert err.value.path == path
