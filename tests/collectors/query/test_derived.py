@@ -215,3 +215,15 @@ def test_values_are_bound_not_inlined(store: TestStore) -> None:
     assert SITE not in compiled.sql and "/checkout" not in compiled.sql and "POST" not in compiled.sql
     assert "ts < {beacon_hi:" in compiled.sql and "max(((via = 'proxy' AND match(path, {g0_re:String})" in compiled.sql
     assert compiled.params["beacon_hi"] == q.period.end + dt.timedelta(hours=1)
+
+
+def test_comparison_with_an_empty_period(store: TestStore) -> None:
+    """The hour before has no events: its engaged sessions are 0, the rates undefined."""
+    settings = _settings()
+    body = {"site_id": SITE, "date_range": RANGE, "metrics": ["engaged_sessions", "engagement_rate",
+            "abandonment_rate", "ttfb_network_p75"], "dimensions": ["visit:utm_campaign"],
+            "include": {"comparisons": {"mode": "previous_period"}}}  # fmt: skip
+    got = execute(store.engine, parse(body, settings), context(settings, store.db, SITE))
+    row = next(r for r in got["results"] if r["dimensions"] == ["c-st"])
+    assert row["metrics"] == [1, 100, 0, 240]
+    assert row["comparison"]["metrics"] == [0, None, None, None]
