@@ -239,8 +239,11 @@ def compile_query(
     source = f"{ctx.db}.events"
     if b.needs_session:
         session_where = " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])])
-        session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True)
+        engaged = any(m.engagement for m in defs)
+        session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True, engaged=engaged)
         source += f" ANY LEFT JOIN ({session_sql}) AS s ON {SESSION_KEY} = s.s_id"
+    if any(m.page_ttfb for m in defs):  # the TTFB split: each pageview's browser TTFB
+        source += " ANY LEFT JOIN ($PAGE_TTFB) AS v ON id = v.v_page"
 
     dim_aliases = [f"d{i}" for i in range(len(dims))]
     selected = [f"{sql} AS {alias}" for sql, alias in zip(dim_sql, dim_aliases, strict=True)]
@@ -268,9 +271,10 @@ def compile_query(
     return _finish(b, query, ctx, sql, dims, cols, count_rows, paginate, source, where)
 
 
-def _sessions_sql(ctx: Context, visit_dims: set[str], where: str, stats: bool = False) -> str:
+def _sessions_sql(ctx: Context, visit_dims: set[str], where: str, stats: bool = False, engaged: bool = False) -> str:
     """One row per session in the range: ``s_id``, its first-touch visit attributes and, with
-    ``stats``, its pageviews, interactions and duration."""
+    ``stats``, its pageviews, interactions and duration; with ``engaged`` also its engaged
+    time (ms, the beacon's reports) and whether it converted a goal."""
     cols = [f"{SESSION_KEY} AS s_id", *(session_column(DIMENSIONS[d]) for d in sorted(visit_dims))]
     if stats:
         cols += [
@@ -278,6 +282,8 @@ def _sessions_sql(ctx: Context, visit_dims: set[str], where: str, stats: bool = 
             f"countIf({INTERACTIVE}) AS s_interactions",
             f"{DURATION} AS s_duration",
         ]
+    if engaged:
+        cols += ["sum(ifNull(engaged_ms, 0)) AS s_engaged", "max($GOAL_ANY) AS s_converted"]
     return f"SELECT {', '.join(cols)} FROM {ctx.db}.events WHERE {where} GROUP BY s_id"
 
 
@@ -448,6 +454,15 @@ def _finish(
             f"(SELECT page_id FROM {ctx.db}.events WHERE site = {{site:String}} AND ts >= {{lo:{TS}}} "
             f"AND ts < {{beacon_hi:{TS}}} AND via = 'beacon' AND page_id != '')",
         )
+    if "$PAGE_TTFB" in sql:
+        # the page's first vitals report with a TTFB (its reports come after it, within the grace)
+        params["beacon_hi"] = p.end + dt.timedelta(seconds=BEACON_GRACE_SECONDS)
+        page_ttfb = (
+            "SELECT page_id AS v_page, argMin(assumeNotNull(ttfb), ts) AS v_ttfb, toUInt8(1) AS v_has "
+            f"FROM {ctx.db}.events WHERE site = {{site:String}} AND ts >= {{lo:{TS}}} AND ts < {{beacon_hi:{TS}}} "
+            "AND via = 'beacon' AND kind = 'vitals' AND page_id != '' AND ttfb IS NOT NULL GROUP BY page_id"
+        )
+        sql, source = sql.replace("$PAGE_TTFB", page_ttfb), source.replace("$PAGE_TTFB", page_ttfb)
     if "$GOAL_ANY" in sql or "{g" in sql:
         params.update(ctx.goals.params)
     fill = {"$APDEX": "{apdex_t:Float64}", "$GOAL_ANY": ctx.goals.any()}

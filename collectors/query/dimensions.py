@@ -34,6 +34,14 @@ class Dim:
         return "s_" + self.name.split(":", 1)[1]
 
 
+# fixed buckets of the origin's time to its response head; the labels sort in latency order
+UPSTREAM_BUCKETS = ((100, "0000-0100ms"), (300, "0100-0300ms"), (1000, "0300-1000ms"), (3000, "1000-3000ms"))
+UPSTREAM_OVER = "3000ms+"
+UPSTREAM_BUCKET = (
+    "multiIf(upstream_ms IS NULL, '', "
+    + "".join(f"upstream_ms < {bound}, '{label}', " for bound, label in UPSTREAM_BUCKETS)
+    + f"'{UPSTREAM_OVER}')"
+)
 _EVENT = {
     "event:page": "path",
     "event:hostname": "site",
@@ -42,6 +50,7 @@ _EVENT = {
     "event:kind": "toString(kind)",
     "event:bot": f"if({IS_BOT}, 'true', 'false')",
     "event:name": "toString(name)",
+    "event:upstream_bucket": UPSTREAM_BUCKET,
 }
 _VISIT = {
     "visit:source": SOURCE,

@@ -4,8 +4,20 @@ A part is one ClickHouse aggregate call ``(function, parameters, arguments)``. T
 compiler emits it as is (``countIf(kind = 'pageview')``) or, when the query must
 first group by session (``visit_duration``), as ``…State`` per session and
 ``…Merge`` above it, so every metric is exact in both shapes. ``$0``, ``$1`` in a
-formula are the parts; ``$APDEX``, ``$GOAL_ANY`` and ``$BEACON_IDS`` are filled by
-the compiler with bound parameters or subqueries (never with request text).
+formula are the parts; ``$APDEX``, ``$GOAL_ANY``, ``$BEACON_IDS`` and ``$PAGE_TTFB`` are
+filled by the compiler with bound parameters or subqueries (never with request text).
+
+Derived measures of the first-party beacon:
+- the TTFB split of a proxied pageview joins the browser's ``ttfb`` of its page (the
+  first ``vitals`` report naming its id, ``v_ttfb``; ``v_has`` = 1 when there is one):
+  origin = ``upstream_ms``; proxy = the proxy's own time, ``duration_ms - upstream_ms``,
+  capped at ``ttfb - upstream_ms`` (the event has no first-byte time: ``duration_ms``
+  runs to the last byte, so what the proxy spent relaying the body after the first one
+  must not count; the cap keeps the split a partition of the TTFB); network = the rest,
+  ``ttfb - upstream_ms - proxy`` (= ``ttfb - duration_ms`` when positive); each >= 0;
+- engaged sessions use the session subquery's ``s_engaged`` (sum of ``engaged_ms``),
+  ``s_pageviews`` and ``s_converted`` (any goal converted);
+- abandonment: proxied pageviews whose client went away before the last byte.
 
 ``percentage`` and ``conversion_rate`` need a second total (all visitors of the
 breakdown, or of the segment without its goal filter): :mod:`run` computes them.
@@ -18,12 +30,23 @@ from dataclasses import dataclass
 
 PV = "kind = 'pageview'"
 PROXY = "via = 'proxy'"
-ERROR = "(status >= 500 OR error != '')"
+# a visitor closing the connection is not a server error (it counts in abandonment_rate);
+# Apdex still counts it frustrated with the errors (FAILED), like the Prometheus Apdex
+ERROR = "(status >= 500 OR error NOT IN ('', 'client_disconnect'))"
+FAILED = "(status >= 500 OR error != '')"
+ABANDONED = "error = 'client_disconnect'"
 NO_HASH = "cityHash64('')"  # the derived vid/sid of an empty id (schema.DERIVED_COLUMNS)
 IN_SESSION = f"sid != {NO_HASH}"
 EVENT_KINDS = "(kind IN ('pageview', 'custom', 'click') OR $GOAL_ANY)"
 BOUNCED = "s_pageviews = 1 AND s_interactions = 0"
 # what makes a session not a bounce besides a second pageview (session subquery)
+# GA4's engaged session: more than 10 s engaged, 2+ pageviews, or a conversion (session subquery)
+ENGAGED = "(s_engaged > 10000 OR s_pageviews >= 2 OR s_converted)"
+# the TTFB split of a proxied pageview with the browser's TTFB of its page (see above)
+TTFB_ORIGIN = "upstream_ms"
+TTFB_PROXY = "greatest(0, least(duration_ms - upstream_ms, v_ttfb - upstream_ms))"
+TTFB_NETWORK = f"greatest(0, v_ttfb - upstream_ms - {TTFB_PROXY})"
+TTFB_SPLIT = "kind = 'pageview' AND via = 'proxy' AND upstream_ms IS NOT NULL AND v_has"
 INTERACTIVE = "kind IN ('custom', 'click') OR (kind = 'request' AND method NOT IN ('GET', 'HEAD', 'OPTIONS'))"
 
 Part = tuple[str, str, str]  # (function, parameters, arguments)
@@ -36,6 +59,8 @@ class Metric:
     formula: str = "$0"
     session_stats: bool = False  # needs the session subquery's pageviews/interactions/duration
     by_session: bool = False  # needs a GROUP BY session first (visit_duration)
+    engagement: bool = False  # needs the session subquery's engaged time and conversions too
+    page_ttfb: bool = False  # needs each pageview's browser TTFB joined (v_ttfb, v_has)
     post: bool = False  # computed by run.py from other columns
     ratio: bool = False  # a comparison's change is the difference, not a percent change
 
@@ -54,6 +79,7 @@ _VISITORS: Part = ("uniqExactIf", "", f"vid, vid != {NO_HASH}")
 _VISITS: Part = ("uniqExactIf", "", f"sid, {IN_SESSION}")
 _REQUESTS: Part = ("countIf", "", PROXY)
 _PROXY_PV: Part = ("countIf", "", f"{PV} AND {PROXY}")
+_ENGAGED: Part = ("uniqExactIf", "", f"sid, {IN_SESSION} AND {ENGAGED}")
 
 _ALL: list[Metric] = [
     Metric("visitors", (_VISITORS,)),
@@ -81,8 +107,8 @@ _ALL: list[Metric] = [
     Metric(
         "apdex",
         (
-            ("countIf", "", f"{PROXY} AND NOT {ERROR} AND duration_ms <= $APDEX"),
-            ("countIf", "", f"{PROXY} AND NOT {ERROR} AND duration_ms > $APDEX AND duration_ms <= 4 * $APDEX"),
+            ("countIf", "", f"{PROXY} AND NOT {FAILED} AND duration_ms <= $APDEX"),
+            ("countIf", "", f"{PROXY} AND NOT {FAILED} AND duration_ms > $APDEX AND duration_ms <= 4 * $APDEX"),
             _REQUESTS,
         ),
         _ratio("($0 + $1 / 2)", "$2", "1", 3),
@@ -96,6 +122,16 @@ _ALL: list[Metric] = [
         _ratio("$0", "$1", "0.001", 1),
     ),
     Metric("scroll_depth", (("avgIf", "", "scroll_depth, scroll_depth IS NOT NULL"),), "round($0, 1)"),
+    *[
+        Metric(f"ttfb_{part}_p75", (("quantileExactIf", "0.75", f"{expr}, {TTFB_SPLIT}"),), "round($0, 2)",
+               page_ttfb=True)
+        for part, expr in (("network", TTFB_NETWORK), ("proxy", TTFB_PROXY), ("origin", TTFB_ORIGIN))
+    ],  # fmt: skip
+    Metric("engaged_sessions", (_ENGAGED,), session_stats=True, engagement=True),
+    Metric("engagement_rate", (_ENGAGED, _VISITS), _ratio("$0", "$1"), session_stats=True, engagement=True,
+           ratio=True),  # fmt: skip
+    Metric("abandonment_rate", (("countIf", "", f"{PV} AND {PROXY} AND {ABANDONED}"), _PROXY_PV), _ratio("$0", "$1"),
+           ratio=True),  # fmt: skip
     Metric(
         "beacon_coverage",
         (("countIf", "", f"{PV} AND {PROXY} AND id IN $BEACON_IDS"), _PROXY_PV),

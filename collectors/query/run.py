@@ -21,7 +21,7 @@ from collectors.query.model import Condition, Filter, Period, Query
 from collectors.query.parse import QueryError
 from collectors.settings import Funnel
 
-COUNTS = frozenset({"visitors", "visits", "pageviews", "events", "requests", "bytes"})
+COUNTS = frozenset({"visitors", "visits", "pageviews", "events", "requests", "bytes", "engaged_sessions"})
 Row = tuple[tuple[Any, ...], dict[str, Any]]  # (dimension values, metric values by name)
 
 

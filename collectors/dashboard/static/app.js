@@ -4,7 +4,7 @@
 
 import { base, getJSON, postJSON, query } from "./api.js";
 import { PRESETS, change, csv, dateRange, fmt, label } from "./format.js";
-import { PANELS, VITALS, activatable, conversionQuery, download, el, empty, funnel, head, list, resultsCsv, table,
+import { PANELS, TTFB_SPLIT, VITALS, activatable, conversionQuery, download, el, empty, funnel, head, list, resultsCsv, table,
   tabQuery, vitals } from "./panels.js";
 import { drawChart } from "./chart.js";
 
@@ -306,27 +306,30 @@ async function loadFunnel(common, gen) {
   }
 }
 
-function renderVitals(values) {
+function renderVitals(values, split = null) {
   const node = document.getElementById("panel-vitals");
   const title = el("div", { class: "card-head" }, el("h2", { text: "Web Vitals (p75)" }));
   node.replaceChildren(title, values.every((v) => v === null)
     ? empty("No Web Vitals yet: they come from the first-party beacon (beacon.enabled = true, or --beacon on).")
-    : vitals(values));
+    : vitals(values, split));
 }
 
 async function loadKpisAndCharts(common, gen) {
   const comparisons = state.period === "all" ? {} : { comparisons: { mode: "previous_period" } };
   const interval = range().interval;
-  const [totals, timeseries] = await Promise.allSettled([
+  const [totals, timeseries, split] = await Promise.allSettled([
     // Web Vitals ride along with the totals: one question fewer per page.
     query({ ...common, metrics: [...KPIS, ...VITALS], include: comparisons }),
     query({ ...common, metrics: KPIS, dimensions: [interval], include: { time_labels: true, ...comparisons } }),
+    // the TTFB split joins each page view's beacon report: its own question, so the totals do not pay for it
+    query({ ...common, metrics: TTFB_SPLIT }),
   ]);
   if (gen !== generation) return;
   if (totals.status === "fulfilled") {
     const row = totals.value.results[0] || null;
     renderKpis(row);
-    renderVitals(row ? row.metrics.slice(KPIS.length) : VITALS.map(() => null));
+    const parts = split.status === "fulfilled" && split.value.results[0] ? split.value.results[0].metrics : null;
+    renderVitals(row ? row.metrics.slice(KPIS.length) : VITALS.map(() => null), parts);
     const quiet = !row || row.metrics.every((v) => !v);
     if (quiet && !state.filters.length) notice(`No data yet for ${state.site} in this period. Traffic through the proxy shows up here within seconds.`);
   } else {

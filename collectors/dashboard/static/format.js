@@ -33,6 +33,12 @@ export const METRICS = {
   engaged_time: { label: "Engaged time", kind: "duration" },
   scroll_depth: { label: "Scroll depth", kind: "percent" },
   beacon_coverage: { label: "Beacon coverage", kind: "percent" },
+  ttfb_network_p75: { label: "TTFB network p75", kind: "ms", lowerIsBetter: true },
+  ttfb_proxy_p75: { label: "TTFB proxy p75", kind: "ms", lowerIsBetter: true },
+  ttfb_origin_p75: { label: "TTFB origin p75", kind: "ms", lowerIsBetter: true },
+  engaged_sessions: { label: "Engaged sessions", kind: "count" },
+  engagement_rate: { label: "Engagement rate", kind: "percent" },
+  abandonment_rate: { label: "Abandoned", kind: "percent", lowerIsBetter: true },
 };
 
 export function label(metric) {

@@ -6,6 +6,8 @@ import { fmt, label, csv } from "./format.js";
 export const PERF_METRICS = ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"];
 export const PAGEVIEWS = [["is", "event:kind", ["pageview"]]];
 export const VITALS = ["lcp_p75", "inp_p75", "cls_p75", "fcp_p75", "ttfb_p75"];
+// where each page view's TTFB went (the API's definitions: README, "Metric definitions")
+export const TTFB_SPLIT = ["ttfb_network_p75", "ttfb_proxy_p75", "ttfb_origin_p75"];
 
 // A panel has tabs; a tab is one query: a dimension and its metrics (the first one
 // draws the bar and orders the rows).
@@ -35,7 +37,8 @@ export const PANELS = [
   // Latency and errors of the page views themselves, beside the conversion rate of the
   // visits that landed there (conversions: a second query, joined on the row's value).
   { id: "perf-pages", title: "Performance by page", kind: "table", tabs: [
-    { key: "perf-pages", label: "Page", dimension: "event:page", metrics: PERF_METRICS, where: PAGEVIEWS,
+    { key: "perf-pages", label: "Page", dimension: "event:page", metrics: [...PERF_METRICS, "abandonment_rate"],
+      where: PAGEVIEWS,
       conversions: "visit:entry_page", conversionLabel: "Conv. rate (landing)" },
   ] },
   { id: "perf-campaigns", title: "Performance by campaign", kind: "table", tabs: [
@@ -176,7 +179,11 @@ export function funnel(steps) {
   return box;
 }
 
-export function vitals(values) {
-  return el("div", { class: "vitals" }, ...VITALS.map((m, i) => el("div", { class: "vital", "data-metric": m },
-    el("small", { text: label(m) }), el("b", { "data-raw": values[i] ?? "", text: fmt(m, values[i]) }))));
+export function vitals(values, split = null) {
+  const cell = (m, v) => el("div", { class: "vital", "data-metric": m },
+    el("small", { text: label(m) }), el("b", { "data-raw": v ?? "", text: fmt(m, v) }));
+  const box = el("div", { class: "vitals" }, ...VITALS.map((m, i) => cell(m, values[i])));
+  if (!split || split.every((v) => v === null)) return box;
+  return el("div", {}, box, el("div", { class: "vitals split", title: "p75 of each part of the TTFB, per page view" },
+    ...TTFB_SPLIT.map((m, i) => cell(m, split[i]))));
 }

@@ -71,7 +71,8 @@ async def test_claimed_entries_already_stored_count_once(
 async def test_batches_fill_up_to_the_batch_size_or_the_flush_time(
     redis_client: aioredis.Redis, start_service: ServiceFactory, store: Store
 ) -> None:
-    store.settings = dataclasses.replace(store.settings, flush_seconds=1.0)  # the loader reads it at start
+    # the loader reads it at start; 3 s, so that a stall of a loaded CI machine cannot cut a full batch short
+    store.settings = dataclasses.replace(store.settings, flush_seconds=3.0)
     await xadd_events(redis_client, recent(2500))
     service = await start_service(frozenset({"analytics"}))
     await drained(redis_client, ("analytics",))

@@ -67,7 +67,8 @@ PAGES = ["/", "/pricing", "/blog/a", "/blog/b", "/cart"]
 
 def population(seed: int = 7, sessions: int = 500) -> list[dict[str, Any]]:
     """Sessions over the last 56 days (so 7 d, 30 d and their previous periods all have
-    data): 1-5 pageviews, minutes apart, assets, some checkouts, errors and slow pages."""
+    data): 1-5 pageviews, minutes apart, assets, some checkouts, errors and slow pages,
+    abandoned pages, and the beacon's vitals for half of the page views."""
     rng = random.Random(seed)
     now = time.time() - 600
     out: list[dict[str, Any]] = []
@@ -88,8 +89,14 @@ def population(seed: int = 7, sessions: int = 500) -> list[dict[str, Any]]:
             slow = rng.random() < 0.05
             status = 500 if rng.random() < 0.03 else 200
             duration = rng.uniform(800, 2500) if slow else rng.uniform(5, 120)
-            out.append(event(**common, ts=ts, path=path, status=status, duration_ms=duration,
-                             new_session=i == 0))  # fmt: skip
+            left = rng.random() < 0.05  # the visitor went away before the last byte
+            pv = event(**common, ts=ts, path=path, status=status, duration_ms=duration, new_session=i == 0,
+                       upstream_ms=duration * 0.8, error="client_disconnect" if left else None)  # fmt: skip
+            out.append(pv)
+            if rng.random() < 0.5:  # the beacon's report of the page view
+                out.append(event(**common, ts=ts + 2, kind="vitals", via="beacon", path=path, page_id=pv["id"],
+                                 upstream_ms=None, vitals={"ttfb": round(duration + rng.uniform(20, 300)),
+                                                           "lcp": round(duration + 900)}))  # fmt: skip
             out.append(event(**common, ts=ts + 0.2, kind="request", path="/static/app.css", content_type="text/css",
                              duration_ms=rng.uniform(1, 10)))  # fmt: skip
             ts += rng.uniform(20, 150)

@@ -25,6 +25,8 @@ PANELS = {
     "locations": ("visit:country", ["visitors"], []),
     "devices": ("visit:device", ["visitors"], []),
     "goals": ("event:goal", ["visitors", "events", "conversion_rate"], []),
+    "perf-pages": ("event:page", ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate",
+                                  "abandonment_rate"], PAGEVIEWS),
     "perf-campaigns": ("visit:utm_campaign",
                        ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"], []),
 }
@@ -79,8 +81,9 @@ def api_rows(footfall: Footfall, panel: str, date_range: list[str], filters: lis
     rows = [(r["dimensions"][0], numbers(r["metrics"])) for r in footfall.query(body)["results"]]
     if panel.startswith("perf-"):  # the conversion rate beside the latency: a second question, joined
         goals = ["is", "event:goal", ["buy", "pricing"]]
+        landing = "visit:entry_page" if panel == "perf-pages" else dimension  # pages: the visits landing there
         rates = footfall.query({"metrics": ["visitors", "conversion_rate"], "date_range": date_range,
-                                "dimensions": [dimension], "filters": [*filters, goals]})  # fmt: skip
+                                "dimensions": [landing], "filters": [*filters, goals]})  # fmt: skip
         by_value = {r["dimensions"][0]: r["metrics"][1] for r in rates["results"]}
         rows = [(v, [*m, float(by_value.get(v, 0))]) for v, m in rows]
     return rows
@@ -108,6 +111,19 @@ def test_page_loads_without_console_errors_and_shows_the_apis_numbers(footfall: 
     assert re.fullmatch(r"[\d.]+%", text["bounce_rate"] or ""), text
     assert re.fullmatch(r"[\d.,]+ ms", text["latency_p75"] or ""), text
     assert page.text_content("#realtime") is not None
+    assert errors == []
+    page.context.close()
+
+
+def test_the_vitals_card_splits_the_ttfb_like_the_api(footfall: Footfall, browser: Any) -> None:
+    page, errors = open_page(footfall, browser, f"site={SITE}&period=30d")
+    split = ["ttfb_network_p75", "ttfb_proxy_p75", "ttfb_origin_p75"]
+    raw = page.eval_on_selector_all(
+        "#panel-vitals .split [data-metric]", "cs => cs.map(c => [c.dataset.metric, c.querySelector('b').dataset.raw])"
+    )
+    expected = footfall.query({"metrics": split, "date_range": local_range(30)})["results"][0]["metrics"]
+    assert all(v is not None and v > 0 for v in expected), expected
+    assert {m: number(v) for m, v in raw} == dict(zip(split, numbers(expected), strict=True))
     assert errors == []
     page.context.close()
 

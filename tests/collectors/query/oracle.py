@@ -35,7 +35,17 @@ _EVENT = {
     "event:status": lambda r: str(r["status"]),
     "event:kind": lambda r: r["kind"],
     "event:name": lambda r: r["name"],
+    "event:upstream_bucket": lambda r: _bucket(r["upstream_ms"]),
 }
+
+
+def _bucket(upstream_ms: float | None) -> str:
+    if upstream_ms is None:
+        return ""
+    for bound, label in ((100, "0000-0100ms"), (300, "0100-0300ms"), (1000, "0300-1000ms"), (3000, "1000-3000ms")):
+        if upstream_ms < bound:
+            return label
+    return "3000ms+"
 _VISIT = {
     "visit:source": _source,
     "visit:channel": lambda r: r["channel"],
@@ -94,6 +104,8 @@ class Oracle:
                 "interactions": sum(1 for e in events if e["kind"] in ("custom", "click")
                                     or (e["kind"] == "request" and e["method"] not in ("GET", "HEAD", "OPTIONS"))),
                 "duration": int((round(max(ts) * 1000) - round(min(ts) * 1000)) // 1000),
+                "engaged_ms": sum(e["engaged_ms"] for e in events if e["engaged_ms"] is not None),
+                "converted": any(self.goals_of(e) for e in events),
             }  # fmt: skip
         tz = ZoneInfo(q.timezone)
 
@@ -158,8 +170,14 @@ class Oracle:
         pvs = [r for r in rows if r["kind"] == "pageview"]
         apdex_t = self.settings.site(q.site).apdex_threshold_ms or self.settings.apdex_threshold_ms
 
-        def err(r: dict[str, Any]) -> bool:
+        def err(r: dict[str, Any]) -> bool:  # a visitor going away is no server error
+            return bool(r["status"] >= 500 or r["error"] not in ("", "client_disconnect"))
+
+        def failed(r: dict[str, Any]) -> bool:  # Apdex: errors and abandoned exchanges are frustrated
             return bool(r["status"] >= 500 or r["error"])
+
+        def engaged(s: str) -> bool:  # GA4: > 10 s engaged, 2+ pageviews or a conversion
+            return bool(info[s]["engaged_ms"] > 10_000 or info[s]["pageviews"] >= 2 or info[s]["converted"])
 
         def quantile(values: list[float], level: float) -> float | None:
             values = sorted(values)
@@ -182,14 +200,36 @@ class Oracle:
             "requests": len(proxy),
             "error_rate": ratio(sum(1 for r in proxy if err(r)), len(proxy)),
             "bytes": sum(r["bytes_out"] for r in proxy),
-            "apdex": ratio(sum(1 for r in proxy if not err(r) and r["duration_ms"] <= apdex_t)
-                           + sum(1 for r in proxy if not err(r) and apdex_t < r["duration_ms"] <= 4 * apdex_t) / 2,
+            "apdex": ratio(sum(1 for r in proxy if not failed(r) and r["duration_ms"] <= apdex_t)
+                           + sum(1 for r in proxy if not failed(r) and apdex_t < r["duration_ms"] <= 4 * apdex_t) / 2,
                            len(proxy), 1, 3),  # fmt: skip
             "engaged_time": ratio(sum(r["engaged_ms"] for r in rows if r["engaged_ms"] is not None),
                                   sum(1 for r in rows if r["engaged_ms"] is not None), 0.001, 1),  # fmt: skip
             "beacon_coverage": ratio(sum(1 for r in pvs if r["via"] == "proxy" and r["id"] in beacon_pages),
                                      sum(1 for r in pvs if r["via"] == "proxy")),  # fmt: skip
         }
+        out["engaged_sessions"] = sum(1 for s in sessions if engaged(s))
+        out["engagement_rate"] = ratio(out["engaged_sessions"], len(sessions))
+        proxy_pvs = [r for r in pvs if r["via"] == "proxy"]
+        out["abandonment_rate"] = ratio(sum(1 for r in proxy_pvs if r["error"] == "client_disconnect"), len(proxy_pvs))
+        # the TTFB split: each proxied pageview with the browser's TTFB of its page (the first
+        # vitals report naming it, up to an hour after the range)
+        lo, hi = q.period.start.timestamp(), q.period.end.timestamp() + 3600
+        reports = sorted((r for r in self.rows if r["site"] == q.site and r["via"] == "beacon"
+                          and r["kind"] == "vitals" and r["page_id"] and r["ttfb"] is not None
+                          and lo <= r["ts"] < hi), key=lambda r: -r["ts"])  # fmt: skip
+        ttfb = {r["page_id"]: r["ttfb"] for r in reports}  # the earliest wins
+        split: dict[str, list[float]] = {"network": [], "proxy": [], "origin": []}
+        for r in proxy_pvs:
+            if r["upstream_ms"] is None or r["id"] not in ttfb:
+                continue
+            t, u = ttfb[r["id"]], r["upstream_ms"]
+            own = max(0.0, min(r["duration_ms"] - u, t - u))
+            split["origin"].append(u)
+            split["proxy"].append(own)
+            split["network"].append(max(0.0, t - u - own))
+        for part, values in split.items():
+            out[f"ttfb_{part}_p75"] = quantile(values, 0.75)
         scrolls = [r["scroll_depth"] for r in rows if r["scroll_depth"] is not None]
         out["scroll_depth"] = round(sum(scrolls) / len(scrolls), 1) if scrolls else None
         for p in (50, 75, 95, 99):

@@ -3,8 +3,9 @@
 Deterministic (seeded). Sessions have a first pageview whose source/device/country
 differ from their later events (first touch must win); there are consent-denied
 hits without visitor or session, bots (``bot`` and a low ``bot_score``), request
-goals (``POST /checkout`` → 2xx/303 and 5xx), errors, slow requests, beacon vitals
-and engagement events tied to pageviews by ``page_id``, and a second site.
+goals (``POST /checkout`` → 2xx/303 and 5xx), errors, slow requests, pageviews the
+visitor abandoned (``client_disconnect``), beacon vitals and engagement events tied to
+pageviews by ``page_id``, and a second site.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _event(rng: random.Random, n: int, ts: float, **fields: Any) -> dict[str, An
         "v": 1, "id": f"{n:032x}", "ts": ts, "kind": "pageview", "site": SITE, "method": "GET",
         "path": "/", "route": None, "status": 200, "bytes_out": rng.choice([1000, 15000, 40000]),
         "content_type": "text/html", "duration_ms": float(rng.choice([20, 80, 150, 250, 450, 900])),
-        "upstream_ms": float(rng.choice([10, 60, 120, 300])), "visitor": None, "session": None,
+        "upstream_ms": float(rng.choice([10, 60, 120, 300, 1500, 4000])), "visitor": None, "session": None,
         "referrer": None, "utm": {}, "ua": {}, "bot": False, "channel": "Direct", "country": None,
         "error": None, "consent": "granted", "via": "proxy",
     }  # fmt: skip
@@ -92,6 +93,8 @@ def generate(seed: int = 7, visitors: int = 70) -> list[dict[str, Any]]:
                 if first or kind_roll < 0.55:
                     path = rng.choice(PATHS) if not first or rng.random() < 0.7 else "/cart"
                     fields.update(kind="pageview", path=path)
+                    if rng.random() < 0.1:  # the visitor left before the last byte
+                        fields.update(error="client_disconnect")
                 elif kind_roll < 0.8:
                     method, path, status = rng.choice([
                         ("GET", "/api/items", 200), ("POST", "/checkout", 200), ("POST", "/checkout", 303),
@@ -118,11 +121,12 @@ def generate(seed: int = 7, visitors: int = 70) -> list[dict[str, Any]]:
                 if fields["kind"] == "pageview" and rng.random() < 0.4:  # the beacon's reports
                     out.append(_event(rng, n, ts + 1.5, kind="vitals", via="beacon", page_id=pv_id, path=fields["path"],
                                       vitals={"lcp": float(rng.choice([900, 1800, 2600])), "inp": 120.0, "cls": 0.25,
-                                              "fcp": 700.0, "ttfb": 150.0}, **base))  # fmt: skip
+                                              "fcp": 700.0, "ttfb": float(rng.choice([90, 150, 400, 1300]))},
+                                      upstream_ms=None, **base))  # fmt: skip
                     n += 1
                     out.append(_event(rng, n, ts + 30.5, kind="engagement", via="beacon", page_id=pv_id,
                                       engaged_ms=rng.choice([4000, 12000]), scroll_depth=rng.choice([40, 90]),
-                                      path=fields["path"], **base))  # fmt: skip
+                                      path=fields["path"], upstream_ms=None, **base))  # fmt: skip
                     n += 1
                 ts += rng.choice([5, 40, 300, 900])
     for _ in range(25):  # consent denied: no visitor, no session

@@ -19,7 +19,8 @@ SQL_METRICS = [m for m in METRICS if m not in ("percentage", "conversion_rate")]
 DIMENSIONS = [
     [], ["event:page"], ["visit:source"], ["visit:channel"], ["visit:device"], ["visit:country"],
     ["visit:entry_page"], ["visit:exit_page"], ["event:kind"], ["event:status"], ["visit:utm_campaign"],
-    ["time:day"], ["time:hour"], ["visit:browser", "event:page"], ["event:goal"],
+    ["time:day"], ["time:hour"], ["visit:browser", "event:page"], ["event:goal"], ["event:upstream_bucket"],
+    ["event:page", "event:upstream_bucket"],
 ]  # fmt: skip
 
 
@@ -118,3 +119,18 @@ def test_consent_denied_counts_in_pageviews_not_visitors(world: tuple[TestStore,
     denied = sum(1 for r in oracle.rows if r["consent"] == "denied")
     got = _check(world, metrics=["visitors", "pageviews"], filters=[["is", "visit:channel", ["Direct"]]])
     assert denied > 0 and got["results"][0]["metrics"][1] > 0
+
+
+DERIVED = ["engaged_sessions", "engagement_rate", "abandonment_rate", "ttfb_network_p75", "ttfb_proxy_p75",
+           "ttfb_origin_p75", "error_rate", "apdex"]  # fmt: skip
+
+
+@pytest.mark.parametrize("flt", [
+    ["is", "event:goal", ["buy"]], ["is", "visit:channel", ["Paid Search"]], ["contains", "event:page", ["blog"]],
+    ["is", "event:upstream_bucket", ["0000-0100ms", "3000ms+"]], ["is_not", "event:upstream_bucket", ["(none)"]],
+    ["or", [["is", "visit:device", ["mobile"]], ["is", "event:upstream_bucket", ["1000-3000ms"]]]],
+], ids=lambda f: f"{f[0]}:{f[1] if isinstance(f[1], str) else 'tree'}")  # fmt: skip
+def test_derived_measures_under_filters(world: tuple[TestStore, Oracle], flt: list[Any]) -> None:
+    _check(world, metrics=DERIVED, filters=[flt])
+    _check(world, metrics=DERIVED, filters=[flt], dimensions=["visit:utm_campaign"])
+    _check(world, metrics=[*DERIVED, "visit_duration"], filters=[flt], dimensions=["event:upstream_bucket"])

@@ -203,6 +203,37 @@ async def test_client_disconnect_is_recorded_not_raised(
     assert 0 < event["bytes_out"] < 200 * 65536
 
 
+@pytest.mark.parametrize("body", [b"<html>small</html>", b"<p>" + b"x" * (4 << 20)], ids=["small", "4MiB"])
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "fin"])
+async def test_a_page_abandoned_while_the_origin_thinks_is_a_pageview_with_its_upstream_time(
+    upstream_factory, proxy_factory, redis_server, redis_client, body: bytes, reset: bool
+) -> None:
+    """The visitor gives up before the origin answers: the proxy still waits for the head
+    (aiohttp does not cancel the handler), so the event is the pageview it was, with its
+    ``upstream_ms`` and ``client_disconnect`` — what abandonment by upstream latency counts."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.6)
+        return web.Response(body=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    upstream = await upstream_factory(app)
+    proxy = await proxy_factory({"upstreams": [upstream]}, redis_url=redis_server.url)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in NAV.items())
+    writer.write(f"GET /slow HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    if reset:  # the visitor leaves
+        writer.transport.abort()
+    else:
+        writer.close()
+    (event,) = await events(redis_client, 1)
+    assert event["kind"] == "pageview" and event["error"] == "client_disconnect", event
+    assert event["upstream_ms"] >= 550
+
+
 async def test_route_collapsing_without_templates(
     upstream_factory, proxy_factory, redis_server, redis_client
 ) -> None:
