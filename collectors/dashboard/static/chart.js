@@ -52,8 +52,29 @@ export function drawChart(node, labels, lines, height = 260) {
     width, height, scales, axes, series,
     legend: { show: false },
     cursor: { drag: { x: false, y: false } },
+    hooks: { setCursor: [(u) => tooltip(u, node, labels, lines)] },
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
   }, [xs, ...order.map((l) => l.values)], node);
   charts.set(node, chart);
   return chart;
+}
+
+/** The hovered bucket's label and each line's value, beside the cursor (role=tooltip). */
+function tooltip(u, node, labels, lines) {
+  let tip = node.querySelector(".tooltip");
+  const i = u.cursor.idx;
+  if (i == null || u.cursor.left < 0) { if (tip) tip.hidden = true; return; }
+  if (!tip) {
+    tip = document.createElement("div");
+    tip.className = "tooltip";
+    tip.setAttribute("role", "tooltip");
+    node.append(tip);
+  }
+  const rows = lines.map((line) => `<div><i class="${line.previous ? "prev" : ""}"></i>${line.label}: <b>${
+    fmt(line.metric, line.values[i])}</b></div>`);
+  tip.innerHTML = `<div class="when">${labels[i]}</div>${rows.join("")}`;
+  tip.hidden = false;
+  const left = u.cursor.left + u.over.offsetLeft;
+  tip.style.left = `${Math.min(left + 12, node.clientWidth - tip.offsetWidth - 4)}px`;
+  tip.style.top = `${Math.max(0, u.cursor.top + u.over.offsetTop - tip.offsetHeight - 8)}px`;
 }

@@ -86,6 +86,10 @@ export function compact(metric, value) {
 export function change(metric, now, before, given) {
   const info = METRICS[metric] || {};
   const byPoints = info.kind === "percent" || info.kind === "apdex";
+  // From nothing to something is not "+100%" (the API's convention): say it is new.
+  if (!byPoints && before === 0 && now > 0) {
+    return { delta: given ?? null, text: "▲ new", dir: 1, good: !info.lowerIsBetter };
+  }
   let delta = given;
   if (delta === undefined || delta === null) {
     if (now === null || before === null || now === undefined || before === undefined) return null;

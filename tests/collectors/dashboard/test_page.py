@@ -141,6 +141,12 @@ def test_a_comparison_shows_the_apis_change(footfall: Footfall, browser: Any) ->
     arrow = "▲" if visitors > 0 else "▼" if visitors < 0 else ""
     shown = page.text_content('.kpi[data-metric="visitors"] .delta') or ""
     assert shown == (f"{arrow}{abs(round(visitors))}%" if visitors else "no change")
+    # from an empty previous period: "new", not the API's +100 %; a rate still moves by points
+    changed = page.evaluate("""async () => {
+        const { change } = await import('/dashboard/static/format.js');
+        return [change('visitors', 12, 0, 100), change('bounce_rate', 40, 0, 40), change('visitors', 0, 0, 0)];
+    }""")
+    assert [c["text"] for c in changed] == ["▲ new", "▲40 pp", "0%"]
     page.context.close()
 
 
@@ -283,3 +289,22 @@ def test_a_share_link_shows_one_site_read_only(footfall: Footfall, browser: Any)
     assert kpis(guest)["visitors"] == api_kpis(footfall, local_range(30), [])["metrics"][0]
     assert errors == []
     ctx.close()
+
+
+def test_hovering_the_chart_shows_the_buckets_numbers(footfall: Footfall, browser: Any) -> None:
+    page, errors = open_page(footfall, browser, f"site={SITE}&period=30d")
+    over = page.locator("#chart .u-over")
+    box = over.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    tip = page.wait_for_selector("#chart .tooltip:not([hidden])")
+    when = tip.eval_on_selector(".when", "w => w.textContent")
+    shown = tip.eval_on_selector_all("b", "bs => bs.map(b => b.textContent)")
+    days = footfall.query({"metrics": ["visitors"], "date_range": local_range(30), "dimensions": ["time:day"],
+                           "include": {"comparisons": {"mode": "previous_period"}}})["results"]  # fmt: skip
+    row = next(r for r in days if r["dimensions"][0] == when)
+    assert [int(re.sub(r"\D", "", s) or 0) for s in shown] == [row["metrics"][0], row["comparison"]["metrics"][0]]
+    page.mouse.move(1, 1)  # off the chart: the tooltip goes
+    page.wait_for_selector("#chart .tooltip", state="hidden")
+    assert errors == []
+    page.context.close()
