@@ -6,6 +6,7 @@ import { fmt, label, csv } from "./format.js";
 export const PERF_METRICS = ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"];
 export const PAGEVIEWS = [["is", "event:kind", ["pageview"]]];
 export const VITALS = ["lcp_p75", "inp_p75", "cls_p75", "fcp_p75", "ttfb_p75"];
+const VITALS_REPORTS = [["is", "event:kind", ["vitals"]]];
 // where each page view's TTFB went (the API's definitions: README, "Metric definitions")
 export const TTFB_SPLIT = ["ttfb_network_p75", "ttfb_proxy_p75", "ttfb_origin_p75"];
 
@@ -40,10 +41,14 @@ export const PANELS = [
     { key: "perf-pages", label: "Page", dimension: "event:page", metrics: [...PERF_METRICS, "abandonment_rate"],
       where: PAGEVIEWS,
       conversions: "visit:entry_page", conversionLabel: "Conv. rate (landing)" },
+    // what the browsers measured on those pages (the beacon's vitals reports; worst LCP first)
+    { key: "vitals-pages", label: "Web Vitals", dimension: "event:page", metrics: VITALS, where: VITALS_REPORTS },
   ] },
   { id: "perf-campaigns", title: "Performance by campaign", kind: "table", tabs: [
     { key: "perf-campaigns", label: "Campaign", dimension: "visit:utm_campaign", metrics: PERF_METRICS,
       conversions: "visit:utm_campaign", conversionLabel: "Conv. rate" },
+    { key: "vitals-campaigns", label: "Web Vitals", dimension: "visit:utm_campaign", metrics: VITALS,
+      where: VITALS_REPORTS },
   ] },
 ];
 

@@ -308,3 +308,23 @@ def test_hovering_the_chart_shows_the_buckets_numbers(footfall: Footfall, browse
     page.wait_for_selector("#chart .tooltip", state="hidden")
     assert errors == []
     page.context.close()
+
+
+@pytest.mark.parametrize(
+    ("panel", "dimension"), [("perf-pages", "event:page"), ("perf-campaigns", "visit:utm_campaign")]
+)
+def test_web_vitals_per_page_and_campaign_equal_the_api(
+    footfall: Footfall, browser: Any, panel: str, dimension: str
+) -> None:
+    page, errors = open_page(footfall, browser, f"site={SITE}&period=30d")
+    page.click(f'#panel-{panel} [data-tab="vitals-{panel.split("-")[1]}"]')
+    page.wait_for_selector(f'#panel-{panel}:not(.loading) [data-value]')
+    vitals = ["lcp_p75", "inp_p75", "cls_p75", "fcp_p75", "ttfb_p75"]
+    body = {"metrics": vitals, "date_range": local_range(30), "dimensions": [dimension],
+            "filters": [["is", "event:kind", ["vitals"]]], "order_by": [["lcp_p75", "desc"]],
+            "pagination": {"limit": 10}}  # fmt: skip
+    expected = [(r["dimensions"][0], numbers(r["metrics"])) for r in footfall.query(body)["results"]]
+    assert expected and any(m[0] for _, m in expected), "the population has vitals reports"
+    assert panel_rows(page, panel) == expected
+    assert errors == []
+    page.context.close()
