@@ -95,6 +95,16 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) ->
     raise SystemExit(f"{url} not ready after {seconds:.0f} s")
 
 
+def _what(body: str) -> str:
+    """The parts of a page's question that differ between its requests."""
+    q = json.loads(body)
+    own = [f for f in q.get("filters", []) if f[1] not in ("visit:channel", "visit:device")]
+    parts = [",".join(q.get("metrics", [])[:4]) + ("…" if len(q.get("metrics", [])) > 4 else ""),
+             "by " + ",".join(q["dimensions"]) if q.get("dimensions") else "", f"where {own}" if own else "",
+             "+comparison" if q.get("include", {}).get("comparisons") else "", q.get("funnel", "")]  # fmt: skip
+    return " ".join(p for p in parts if p)[:150]
+
+
 def measure(url: str, runs: int, timeout_s: float) -> tuple[list[float], int, list[str]]:
     from playwright.sync_api import sync_playwright
 
@@ -106,8 +116,14 @@ def measure(url: str, runs: int, timeout_s: float) -> tuple[list[float], int, li
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         counted: list[str] = []
         page.on("request", lambda r: counted.append(r.url) if "/api/v2/" in r.url else None)
+        started: dict[Any, float] = {}
+        finished: list[tuple[Any, float]] = []
+        page.on("request", lambda r: started.__setitem__(r, time.perf_counter()) if "/api/v2/" in r.url else None)
+        page.on("requestfinished", lambda r: finished.append((r, time.perf_counter())) if r in started else None)
         for i in range(runs + 1):
             counted.clear()
+            started.clear()
+            finished.clear()
             page.goto(url)
             page.wait_for_selector("body[data-ready]", timeout=timeout_s * 1000)
             ready = page.evaluate("() => window.footfallReadyAt")
@@ -118,6 +134,13 @@ def measure(url: str, runs: int, timeout_s: float) -> tuple[list[float], int, li
             queries = len(counted)
             note = f", FAILED: {', '.join(failed)}" if failed else ""
             print(f"  {'warm-up' if not i else f'run {i}'}: {ready:.0f} ms, {queries} API requests{note}", flush=True)
+        # the last load's requests in the order they finished: the store answers one at a time,
+        # so each one's share is the time since the previous finished
+        last = min(started.values(), default=0.0)
+        for request, at in sorted(finished, key=lambda f: f[1]):
+            what = _what(request.post_data) if request.post_data else request.url.split("/api/v2/", 1)[1]
+            print(f"    +{(at - last) * 1000:6.0f} ms  {request.url.split('/api/v2/', 1)[1][:8]:<8} {what}")
+            last = at
         browser.close()
     return times, queries, failed
 

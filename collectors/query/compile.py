@@ -240,7 +240,10 @@ def compile_query(
     if b.needs_session:
         session_where = " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])])
         engaged = any(m.engagement for m in defs)
-        session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True, engaged=engaged)
+        if ctx.sessions and _whole_hours(b.period) and not engaged:  # ~1 M session rows, not 10 M events
+            session_sql = _stored_first_touch(ctx.db, visit_dims, bots, stats=True)
+        else:
+            session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True, engaged=engaged)
         source += f" ANY LEFT JOIN ({session_sql}) AS s ON {SESSION_KEY} = s.s_id"
     if any(m.page_ttfb for m in defs):  # the TTFB split: each pageview's browser TTFB
         source += " ANY LEFT JOIN ($PAGE_TTFB) AS v ON id = v.v_page"
@@ -405,10 +408,17 @@ def _stored_sessions(db: str, visit_dims: set[str], bucket: str | None = None) -
 _HUMAN_SESSION = "max(bot_score BETWEEN 1 AND {bot_max:UInt8}) = 0"
 
 
-def _stored_first_touch(db: str, visit_dims: set[str], bots: str) -> str:
-    """:func:`_sessions_sql` (without stats) from the ``sessions`` table: ``s_id`` and the
-    first-touch attributes of every session with events in the range (whole hours)."""
+def _stored_first_touch(db: str, visit_dims: set[str], bots: str, stats: bool = False) -> str:
+    """:func:`_sessions_sql` from the ``sessions`` table: ``s_id`` and the first-touch
+    attributes of every session with events in the range (whole hours) and, with ``stats``,
+    its pageviews, interactions and duration (engagement is not stored: goals are the
+    query's)."""
     cols = ["sid AS s_id"]
+    if stats:
+        cols += [
+            "sum(pageviews) AS s_pageviews", "sum(interactive) AS s_interactions",
+            "intDiv(toUnixTimestamp64Milli(max(end)) - toUnixTimestamp64Milli(min(start)), 1000) AS s_duration",
+        ]  # fmt: skip
     for name in sorted(visit_dims):
         dim = DIMENSIONS[name]
         cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
