@@ -40,6 +40,7 @@ function readState() {
   return {
     site: q.get("site") || (config.sites[0] && config.sites[0].host) || "",
     period: q.get("period") || "30d",
+    compare: q.get("compare") === "year_over_year" ? "year_over_year" : "previous_period",
     from: q.get("from") || "", to: q.get("to") || "",
     metric: KPIS.includes(q.get("metric")) ? q.get("metric") : "visitors",
     funnel: q.get("funnel") || "",
@@ -51,6 +52,7 @@ function writeState(replace = false) {
   const q = new URLSearchParams();
   q.set("site", state.site);
   q.set("period", state.period);
+  if (state.compare !== "previous_period") q.set("compare", state.compare);
   if (state.period === "custom") { q.set("from", state.from); q.set("to", state.to); }
   if (state.metric !== "visitors") q.set("metric", state.metric);
   if (state.funnel) q.set("funnel", state.funnel);
@@ -58,6 +60,12 @@ function writeState(replace = false) {
   for (const p of PANELS) if (state.tabs[p.id] !== p.tabs[0].key) q.set(`t.${p.id}`, state.tabs[p.id]);
   const url = `${location.pathname}?${q}`;
   if (replace) history.replaceState(null, "", url); else history.pushState(null, "", url);
+}
+
+/** What the comparison line and deltas are against. */
+function compareLabel(capital = false) {
+  const text = state.compare === "year_over_year" ? "a year before" : "previous period";
+  return capital ? text[0].toUpperCase() + text.slice(1) : text;
 }
 
 function siteInfo() {
@@ -93,6 +101,9 @@ function renderControls() {
   period.replaceChildren(...PRESETS.map(([v, t]) => el("option", { value: v, text: t })),
     el("option", { value: "custom", text: "Custom range…" }));
   period.value = state.period;
+  const compare = document.getElementById("compare");
+  compare.value = state.compare;
+  compare.disabled = state.period === "all";  // nothing before "all"
   const custom = document.getElementById("custom");
   custom.hidden = state.period !== "custom";
   const r = range();
@@ -119,6 +130,7 @@ function wireControls() {
     }
     update(changes);
   });
+  document.getElementById("compare").addEventListener("change", (e) => update({ compare: e.target.value }));
   for (const id of ["from", "to"]) {
     document.getElementById(id).addEventListener("change", () => update({
       period: "custom", from: document.getElementById("from").value, to: document.getElementById("to").value }));
@@ -173,7 +185,7 @@ function renderKpis(row) {
       el("span", { class: "name", text: label(m) }),
       el("span", { class: "value", "data-raw": values[i] ?? "", text: fmt(m, values[i]) }),
       d ? el("span", { class: `delta ${d.dir === 0 ? "flat" : d.good ? "good" : "bad"}`, "data-delta": d.delta,
-        title: `previous period: ${fmt(m, before[i])}`, text: d.dir === 0 ? "no change" : d.text }) : null,
+        title: `${compareLabel()}: ${fmt(m, before[i])}`, text: d.dir === 0 ? "no change" : d.text }) : null,
 );
     card.setAttribute("aria-label", `${label(m)}: ${fmt(m, values[i])}. Show over time`);
     // Every KPI is already in the timeseries: switching the chart asks nothing new.
@@ -190,13 +202,13 @@ function renderMainChart() {
   const data = cache.chart;
   document.getElementById("chart-title").textContent = label(state.metric);
   document.getElementById("chart-legend").replaceChildren(el("i"), document.createTextNode("this period"),
-    data && data.hasPrevious ? el("i", { class: "prev" }) : null, data && data.hasPrevious ? document.createTextNode("previous period") : null);
+    data && data.hasPrevious ? el("i", { class: "prev" }) : null, data && data.hasPrevious ? document.createTextNode(compareLabel()) : null);
   const node = document.getElementById("chart");
   if (!data || !data.labels.length) { node.replaceChildren(empty("No data for this period.")); return; }
   const i = KPIS.indexOf(state.metric);
   drawChart(node, data.labels, [
     { label: label(state.metric), values: data.current.map((r) => r[i]), metric: state.metric },
-    data.hasPrevious ? { label: "Previous period", values: data.previous.map((r) => (r ? r[i] : null)), metric: state.metric, previous: true } : null,
+    data.hasPrevious ? { label: compareLabel(true), values: data.previous.map((r) => (r ? r[i] : null)), metric: state.metric, previous: true } : null,
   ].filter(Boolean));
 }
 
@@ -317,7 +329,7 @@ function renderVitals(values, split = null) {
 }
 
 async function loadKpisAndCharts(common, gen) {
-  const comparisons = state.period === "all" ? {} : { comparisons: { mode: "previous_period" } };
+  const comparisons = state.period === "all" ? {} : { comparisons: { mode: state.compare } };
   const interval = range().interval;
   const [totals, timeseries, split] = await Promise.allSettled([
     // Web Vitals ride along with the totals: one question fewer per page.

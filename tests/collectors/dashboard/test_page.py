@@ -328,3 +328,26 @@ def test_web_vitals_per_page_and_campaign_equal_the_api(
     assert panel_rows(page, panel) == expected
     assert errors == []
     page.context.close()
+
+
+def test_comparing_with_a_year_before_shows_the_apis_year_over_year_change(footfall: Footfall, browser: Any) -> None:
+    page, errors = open_page(footfall, browser, f"site={SITE}&period=7d")
+    page.select_option("#compare", "year_over_year")
+    page.wait_for_function("() => new URL(location.href).searchParams.get('compare') === 'year_over_year'")
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_selector("#chart-legend:has-text('a year before')")
+    body = {"metrics": KPIS, "date_range": local_range(7), "include": {"comparisons": {"mode": "year_over_year"}}}
+    expected = footfall.query(body)["results"][0]["comparison"]
+    assert expected["metrics"][KPIS.index("visitors")] == 0, "the sample has no data a year back"
+    for metric, change in zip(KPIS, expected["change"], strict=True):
+        shown = page.query_selector(f'.kpi[data-metric="{metric}"] .delta')  # none when there is no change to show
+        if change is None:
+            assert shown is None, metric
+            continue
+        assert shown is not None and float(shown.get_attribute("data-delta") or "nan") == pytest.approx(change, abs=0.5)
+    assert page.text_content('.kpi[data-metric="visitors"] .delta') == "▲ new"
+    page.reload()  # the choice is in the URL
+    page.wait_for_selector("body[data-ready]")
+    assert page.input_value("#compare") == "year_over_year"
+    assert errors == []
+    page.context.close()
