@@ -22,32 +22,51 @@ rest is passed through: the client gets the upstream's bytes exactly, and
 :attr:`Injection.skipped` names why (``no_insertion_point``, ``decode_error``).
 A body that stops decoding after the tag went out is cut short (its upstream bytes
 were broken anyway): ``skipped`` is then ``decode_error`` too.
+
+``whole(body) -> bytes`` instead, once, when the upstream has already sent the
+whole body (a small page, the usual case): one decode, one scan, one encode call,
+none of the per-chunk machinery, and the caller can send an exact
+``Content-Length``. The insertion point must then lie in the first ``max_scan``
+decoded bytes too; what does not decode, or has no insertion point, comes back as
+the upstream's bytes. A gzip body whose page id sits in the tag goes through a
+:class:`~proxy.beacon.splice.SpliceCache` when one is given: the same upstream
+bytes again cost no compression (see :mod:`proxy.beacon.splice`).
 """
 
 from __future__ import annotations
 
-from proxy.beacon.codecs import DecodeError, Decoder, Encoder, codec
+from proxy.beacon.codecs import DecodeError, Decoder, Encoder, codec, decode_all, encode_all
 from proxy.beacon.scan import Scan, scan
+from proxy.beacon.splice import Parts, SpliceCache
 
 COALESCE = 64 * 1024  # decoded bytes kept for one encoder call while more are in hand
+WHOLE_DECODED = 1024 * 1024  # a whole body decoding to more than this goes the streaming way
+_GZIP = ("gzip", "x-gzip")
 
 
 class Injection:
     """One response's transform; ``coding`` is ``""`` for an identity body."""
 
     __slots__ = (
-        "_buf", "_dec", "_enc", "_held", "_max", "_pending", "_pending_bytes", "_pos", "_state", "_tag",
-        "page_id", "skipped",
+        "_buf", "_cache", "_coding", "_dec", "_enc", "_held", "_max", "_pending", "_pending_bytes", "_pos",
+        "_state", "_tag", "page_id", "skipped",
     )  # fmt: skip
 
-    def __init__(self, tag: bytes, coding: str = "", max_scan: int = 64 * 1024, page_id: str = "") -> None:
+    def __init__(
+        self,
+        tag: bytes,
+        coding: str = "",
+        max_scan: int = 64 * 1024,
+        page_id: str = "",
+        cache: SpliceCache | None = None,
+    ) -> None:
         self.page_id = page_id  # the pageview's event id, named in the tag and Server-Timing
         self._tag = tag
         self._max = max_scan
-        self._dec: Decoder | None = None
+        self._coding = coding
+        self._cache = cache
+        self._dec: Decoder | None = None  # made on the first feed: whole() needs neither
         self._enc: Encoder | None = None
-        if coding:
-            self._dec, self._enc = codec(coding)
         self._buf = bytearray()  # decoded bytes held while scanning
         self._held: list[bytes] = []  # the raw chunks they came from (encoded bodies)
         self._pos = 0  # where the scan resumes in _buf
@@ -67,10 +86,13 @@ class Injection:
         if state == "dead":
             return b""
         dec = self._dec
-        if dec is None:  # identity
-            if state == "inject":
-                return chunk
-            return self._look(chunk, more)
+        if dec is None:
+            if not self._coding:  # identity
+                if state == "inject":
+                    return chunk
+                return self._look(chunk, more)
+            self._dec, self._enc = codec(self._coding)
+            dec = self._dec
         try:
             pieces = list(dec.decode(chunk))
         except DecodeError:
@@ -85,11 +107,13 @@ class Injection:
         state = self._state
         if state in ("raw", "dead"):
             return b""
-        dec, enc = self._dec, self._enc
-        if dec is None:
+        if not self._coding:
             if state == "inject":
                 return b""
             return self._give_up("no_insertion_point")
+        if self._dec is None:  # nothing was fed: an empty body
+            self._dec, self._enc = codec(self._coding)
+        dec, enc = self._dec, self._enc
         assert enc is not None
         try:
             rest = b"".join(dec.flush())
@@ -98,6 +122,45 @@ class Injection:
         if state == "inject":
             return self._encode(rest, False, final=True) + enc.finish()
         return self._give_up("no_insertion_point")
+
+    def whole(self, body: bytes) -> bytes:
+        """The transformed body when all of ``body`` is in hand, instead of
+        :meth:`feed`/:meth:`finish` (see the module's text)."""
+        coding = self._coding
+        if not coding:
+            decoded = body
+        else:
+            try:
+                got = decode_all(coding, body, WHOLE_DECODED)
+            except DecodeError:
+                return self._skip_whole("decode_error", body)
+            if got is None:  # inflates to a lot: decoded and re-encoded piece by piece
+                return self.feed(body) + self.finish()
+            decoded = got
+        found, pos = scan(decoded if len(decoded) <= self._max else decoded[: self._max])
+        if found is not Scan.FOUND:
+            return self._skip_whole("no_insertion_point", body)
+        self._state = "inject"
+        tag = self._tag
+        if not coding:
+            return b"".join((decoded[:pos], tag, decoded[pos:]))
+        cache = self._cache
+        if cache is not None and coding in _GZIP and self.page_id:
+            page_id = self.page_id.encode()
+            at = tag.find(page_id)
+            if at >= 0:
+                key = (body, tag[:at], tag[at + len(page_id) :])
+                parts = cache.get(key)
+                if parts is None:
+                    parts = Parts(decoded[:pos] + key[1], key[2] + decoded[pos:], len(page_id))
+                    cache.put(key, parts)
+                return parts.gzip_with(page_id)
+        return encode_all(coding, b"".join((decoded[:pos], tag, decoded[pos:])))
+
+    def _skip_whole(self, reason: str, body: bytes) -> bytes:
+        self.skipped = reason
+        self._state = "raw"
+        return body
 
     def _encode(self, data: bytes, more: bool, final: bool = False) -> bytes:
         """Re-encode decoded bytes. While more are in hand, keep them (up to
@@ -142,7 +205,7 @@ class Injection:
     def _give_up(self, reason: str) -> bytes:
         self.skipped = reason
         self._state = "raw"
-        out = bytes(self._buf) if self._dec is None else b"".join(self._held)
+        out = b"".join(self._held) if self._coding else bytes(self._buf)
         self._buf = bytearray()
         self._held = []
         return out

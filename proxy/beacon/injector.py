@@ -27,11 +27,13 @@ from proxy.beacon.codecs import CODINGS
 from proxy.beacon.inject import Injection
 from proxy.beacon.metrics import BeaconMetrics
 from proxy.beacon.settings import BeaconSettings
+from proxy.beacon.splice import SpliceCache
 from proxy.edge.headers import is_pageview
 from proxy.tracking.event import new_event_id
 
 # A modified representation: its length, digests and byte ranges no longer hold.
 _STALE = ("Content-Length", "Content-MD5", "Content-Digest", "Repr-Digest", "Digest", "Accept-Ranges")
+SPLICE_CACHE_BYTES = 8 * 1024 * 1024  # gzip pages kept compressed around their page id (per process)
 
 
 class Injector:
@@ -41,6 +43,7 @@ class Injector:
         self._metrics = metrics
         self._max_scan = settings.max_scan_bytes
         self._skip = metrics.skip
+        self.cache = SpliceCache(SPLICE_CACHE_BYTES)
 
     def choose(
         self,
@@ -82,7 +85,7 @@ class Injector:
         if upstream_ms is not None:
             timing += f", ff-origin;dur={upstream_ms:.1f}"
         headers.add("Server-Timing", timing)
-        return Injection(tag, coding, self._max_scan, page_id)
+        return Injection(tag, coding, self._max_scan, page_id, self.cache)
 
     def _refuse(self, site: str, request_headers: Any, status: int, headers: CIMultiDict[str]) -> str | None:
         if not self._settings.on_for(site):

@@ -10,8 +10,9 @@ import brotli
 import pytest
 
 from proxy.beacon.codecs import BROTLI_QUALITY, CODINGS
-from proxy.beacon.inject import COALESCE, Injection
+from proxy.beacon.inject import COALESCE, WHOLE_DECODED, Injection
 from proxy.beacon.scan import Scan, scan
+from proxy.beacon.splice import STORED_MAX, Parts, SpliceCache
 
 TAG = b'<script src="/_ff/v.js" defer></script>'
 
@@ -225,6 +226,120 @@ def test_broken_after_the_tag_ends_the_stream_cleanly() -> None:
     out = inj.feed(start) + inj.feed(b"\xff" * 500) + inj.feed(b"more") + inj.finish()
     assert inj.skipped == "decode_error" and not inj.injected
     assert zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(out).startswith(b"<html><head>" + TAG)
+
+
+# --- the whole body at once -----------------------------------------------------------
+
+ID_A, ID_B = "0190a1b2c3d47e8f9a0b1c2d3e4f5a6b", "0190a1b2c3d47e8f9a0b1c2d3e4f5a6c"
+
+
+def id_tag(page_id: str, nonce: str = "") -> bytes:
+    extra = f' nonce="{nonce}"' if nonce else ""
+    return f'<script src="/_ff/v.js" defer data-ff-page="{page_id}"{extra}></script>'.encode()
+
+
+@pytest.mark.parametrize("coding", ["", *sorted(CODINGS)])
+@pytest.mark.parametrize(("doc", "want"), DOCS)
+@pytest.mark.parametrize("cached", [False, True])
+def test_whole_body_at_once(coding: str, doc: bytes, want: bytes, cached: bool) -> None:
+    """One decode, scan and encode: the same page as the streaming transform, in
+    every coding, with the splice cache or without."""
+    body = encode("gzip" if coding == "x-gzip" else coding, doc)
+    cache = SpliceCache(1 << 20) if cached else None
+    for page_id in (ID_A, ID_B):  # the second one a cache hit (gzip)
+        tag = id_tag(page_id)
+        inj = Injection(tag, coding, page_id=page_id, cache=cache)
+        out = inj.whole(body)
+        at = _expected_at(doc, want)
+        assert decode("gzip" if coding == "x-gzip" else coding, out) == doc[:at] + tag + doc[at:]
+        assert inj.injected and inj.skipped is None
+    if cache is not None and coding in ("gzip", "x-gzip"):
+        assert (cache.hits, cache.misses, len(cache)) == (1, 1, 1)
+    elif cache is not None:
+        assert len(cache) == 0
+
+
+def _expected_at(doc: bytes, want: bytes) -> int:
+    return next(i for i in range(len(want)) if i >= len(doc) or want[i] != doc[i])
+
+
+@pytest.mark.parametrize("coding", ["", "gzip", "br", "deflate"])
+@pytest.mark.parametrize("doc", NO_POINT)
+def test_whole_without_insertion_point_is_the_upstreams_bytes(coding: str, doc: bytes) -> None:
+    body = encode(coding, doc)
+    inj = Injection(TAG, coding, cache=SpliceCache(1 << 20))
+    assert inj.whole(body) == body
+    assert inj.skipped == "no_insertion_point" and not inj.injected
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate", "zstd"])
+def test_whole_undecodable_or_truncated_is_the_upstreams_bytes(coding: str) -> None:
+    doc = b"<!doctype html><html><head><title>t</title>" + b"<p>x</p>" * 100
+    for body in (encode(coding, doc)[:-7], b"\xff\xfe garbage <head>"):
+        inj = Injection(TAG, coding, cache=SpliceCache(1 << 20))
+        assert inj.whole(body) == body
+        assert inj.skipped == "decode_error" and not inj.injected
+    inj = Injection(TAG, coding)
+    assert inj.whole(b"") == b"" and not inj.injected  # an empty body (deflate: no insertion point)
+
+
+def test_whole_looks_for_the_insertion_point_in_max_scan_bytes_only() -> None:
+    doc = b"<!-- " + b"x" * 2000 + b" --><head><p>after"
+    for coding in ("", "gzip"):
+        body = encode(coding, doc)
+        inj = Injection(TAG, coding, max_scan=1000)
+        assert inj.whole(body) == body and inj.skipped == "no_insertion_point"
+        inj = Injection(TAG, coding, max_scan=4000)
+        assert decode(coding, inj.whole(body)) == doc.replace(b"<head>", b"<head>" + TAG)
+
+
+def test_whole_bomb_is_decoded_piece_by_piece() -> None:
+    """A body that inflates past WHOLE_DECODED is not decoded into memory in one
+    piece: it goes through the streaming transform, with the same result."""
+    doc = b"<html><head></head><body>" + b"a" * (WHOLE_DECODED + 1000)
+    body = gzip.compress(doc)
+    inj = Injection(id_tag(ID_A), "gzip", page_id=ID_A, cache=SpliceCache(1 << 20))
+    assert gzip.decompress(inj.whole(body)) == doc.replace(b"<head>", b"<head>" + id_tag(ID_A))
+    assert inj.injected
+
+
+def test_spliced_gzip_is_one_ordinary_member() -> None:
+    """The cached parts around the id make a gzip body that every decoder reads
+    (one-shot, streaming byte by byte, the CRC and length checked), for a short
+    part before the id (stored) and a long one (compressed), and the same upstream
+    bytes with another nonce are another entry."""
+    rng = random.Random(3)
+    for lead in (b"", b"<!-- " + rng.randbytes(STORED_MAX).hex().encode() + b" -->"):
+        doc = lead + b"<!doctype html><html><head><title>t</title></head><body>" + b"<p>hi</p>" * 500
+        body = gzip.compress(doc)
+        cache = SpliceCache(1 << 20)
+        outs = []
+        for page_id, nonce in ((ID_A, ""), (ID_B, ""), (ID_A, "n1")):
+            tag = id_tag(page_id, nonce)
+            out = Injection(tag, "gzip", page_id=page_id, cache=cache).whole(body)
+            want = doc.replace(b"<head>", b"<head>" + tag)
+            assert gzip.decompress(out) == want
+            d = zlib.decompressobj(31)
+            assert b"".join(d.decompress(out[i : i + 1]) for i in range(len(out))) + d.flush() == want
+            assert d.eof and not d.unused_data
+            outs.append(out)
+        assert (cache.hits, cache.misses, len(cache)) == (1, 2, 2)
+        assert len(outs[0]) == len(outs[1]) and outs[0] != outs[1]
+        if not lead:  # the part before the id goes stored: a few hundred bytes at most
+            assert len(outs[0]) <= len(gzip.compress(want, 1)) + doc.index(b"<title>") + 64
+
+
+def test_splice_cache_is_bounded_in_bytes() -> None:
+    parts = Parts(b"<head><script data-ff-page=\"", b"\"></script>" + b"<p>x</p>" * 300, 32)
+    cache = SpliceCache(20 * (parts.size + 1000))
+    for i in range(100):
+        cache.put((bytes(1000) + str(i).encode(), b"", b""), parts)
+        assert cache.bytes <= cache.max_bytes
+    assert 15 <= len(cache) <= 20
+    assert cache.get((bytes(1000) + b"99", b"", b"")) is parts  # the newest stay
+    assert cache.get((bytes(1000) + b"0", b"", b"")) is None  # the oldest went
+    cache.put((bytes(cache.max_bytes), b"", b""), parts)  # larger than the whole cache: not kept
+    assert cache.bytes <= cache.max_bytes and cache.get((bytes(cache.max_bytes), b"", b"")) is None
 
 
 @pytest.mark.parametrize(
