@@ -127,6 +127,18 @@ class Injection:
         """The transformed body when all of ``body`` is in hand, instead of
         :meth:`feed`/:meth:`finish` (see the module's text)."""
         coding = self._coding
+        key = None
+        cache = self._cache
+        page_id = self.page_id.encode()
+        if cache is not None and coding in _GZIP and page_id:
+            tag = self._tag
+            at = tag.find(page_id)
+            if at >= 0:
+                key = (body, tag[:at], tag[at + len(page_id) :])
+                parts = cache.get(key)
+                if parts is not None:  # these very upstream bytes and tag before: no decode either
+                    self._state = "inject"
+                    return parts.gzip_with(page_id)
         if not coding:
             decoded = body
         else:
@@ -144,17 +156,11 @@ class Injection:
         tag = self._tag
         if not coding:
             return b"".join((decoded[:pos], tag, decoded[pos:]))
-        cache = self._cache
-        if cache is not None and coding in _GZIP and self.page_id:
-            page_id = self.page_id.encode()
-            at = tag.find(page_id)
-            if at >= 0:
-                key = (body, tag[:at], tag[at + len(page_id) :])
-                parts = cache.get(key)
-                if parts is None:
-                    parts = Parts(decoded[:pos] + key[1], key[2] + decoded[pos:], len(page_id))
-                    cache.put(key, parts)
-                return parts.gzip_with(page_id)
+        if key is not None:
+            assert cache is not None
+            parts = Parts(decoded[:pos] + key[1], key[2] + decoded[pos:], len(page_id))
+            cache.put(key, parts)
+            return parts.gzip_with(page_id)
         return encode_all(coding, b"".join((decoded[:pos], tag, decoded[pos:])))
 
     def _skip_whole(self, reason: str, body: bytes) -> bytes:

@@ -11,7 +11,7 @@ import pytest
 
 from proxy.beacon.codecs import BROTLI_QUALITY, CODINGS
 from proxy.beacon.inject import COALESCE, WHOLE_DECODED, Injection
-from proxy.beacon.scan import Scan, scan
+from proxy.beacon.scan import _FAST, Scan, scan, scan_slow
 from proxy.beacon.splice import STORED_MAX, Parts, SpliceCache
 
 TAG = b'<script src="/_ff/v.js" defer></script>'
@@ -358,3 +358,23 @@ def test_splice_cache_is_bounded_in_bytes() -> None:
 )
 def test_scan_table(buf: bytes, result: tuple[Scan, int]) -> None:
     assert scan(buf) == result
+
+
+def test_scan_fast_path_agrees_with_the_parser() -> None:
+    """The one-regex fast path for the usual document start finds exactly what the
+    byte-by-byte scan finds, on every prefix of many generated starts."""
+    rng = random.Random(7)
+    pieces = [
+        b"<!doctype html>", b"<!DOCTYPE html PUBLIC '-//W3C//DTD'>", b"\n", b"  ", b"<html>", b'<html lang="en">',
+        b"<HTML class=a data-x='1'>", b"<head>", b"<HEAD id=h>", b'<head data-x="a>b">', b"<body>",
+        b"<body class=x>", b"<header>", b"<!-- c -->", b"<title>t</title>", b"<meta charset=utf-8>", b"x",
+        b"<html\tlang = en >", b"<head a=b c>", b'<head a="<">', b"<html/>", b"<?xml?>", b"</head>", b"<",
+    ]  # fmt: skip
+    fast = 0
+    for _ in range(3000):
+        doc = b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        for cut in range(len(doc) + 1):
+            buf = doc[:cut]
+            assert scan(buf) == scan_slow(buf), buf
+            fast += _FAST.match(buf) is not None
+    assert fast > 1000  # the fast path was taken, not only the long way
