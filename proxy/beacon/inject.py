@@ -30,7 +30,8 @@ none of the per-chunk machinery, and the caller can send an exact
 decoded bytes too; what does not decode, or has no insertion point, comes back as
 the upstream's bytes. A gzip body whose page id sits in the tag goes through a
 :class:`~proxy.beacon.splice.SpliceCache` when one is given: the same upstream
-bytes again cost no compression (see :mod:`proxy.beacon.splice`).
+bytes again (from their third time: the second admits them) cost no decoding and
+no compression (see :mod:`proxy.beacon.splice`).
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ class Injection:
             tag = self._tag
             at = tag.find(page_id)
             if at >= 0:
-                key = (body, tag[:at], tag[at + len(page_id) :])
-                parts = cache.get(key)
+                key = cache.key(body, tag[:at], tag[at + len(page_id) :])
+                parts = cache.get(key, body)
                 if parts is not None:  # these very upstream bytes and tag before: no decode either
                     self._state = "inject"
                     return parts.gzip_with(page_id)
@@ -156,10 +157,9 @@ class Injection:
         tag = self._tag
         if not coding:
             return b"".join((decoded[:pos], tag, decoded[pos:]))
-        if key is not None:
-            assert cache is not None
-            parts = Parts(decoded[:pos] + key[1], key[2] + decoded[pos:], len(page_id))
-            cache.put(key, parts)
+        if key is not None and cache is not None and cache.admit(key):  # seen before: keep its parts
+            parts = Parts(decoded[:pos] + key[2], key[3] + decoded[pos:], len(page_id))
+            cache.put(key, body, parts)
             return parts.gzip_with(page_id)
         return encode_all(coding, b"".join((decoded[:pos], tag, decoded[pos:])))
 

@@ -246,7 +246,7 @@ def test_whole_body_at_once(coding: str, doc: bytes, want: bytes, cached: bool) 
     every coding, with the splice cache or without."""
     body = encode("gzip" if coding == "x-gzip" else coding, doc)
     cache = SpliceCache(1 << 20) if cached else None
-    for page_id in (ID_A, ID_B):  # the second one a cache hit (gzip)
+    for page_id in (ID_A, ID_B, ID_A):  # gzip: plain, then admitted (spliced), then a cache hit
         tag = id_tag(page_id)
         inj = Injection(tag, coding, page_id=page_id, cache=cache)
         out = inj.whole(body)
@@ -254,7 +254,7 @@ def test_whole_body_at_once(coding: str, doc: bytes, want: bytes, cached: bool) 
         assert decode("gzip" if coding == "x-gzip" else coding, out) == doc[:at] + tag + doc[at:]
         assert inj.injected and inj.skipped is None
     if cache is not None and coding in ("gzip", "x-gzip"):
-        assert (cache.hits, cache.misses, len(cache)) == (1, 1, 1)
+        assert (cache.hits, cache.misses, len(cache)) == (1, 2, 1)
     elif cache is not None:
         assert len(cache) == 0
 
@@ -314,7 +314,8 @@ def test_spliced_gzip_is_one_ordinary_member() -> None:
         body = gzip.compress(doc)
         cache = SpliceCache(1 << 20)
         outs = []
-        for page_id, nonce in ((ID_A, ""), (ID_B, ""), (ID_A, "n1")):
+        # admitted on the second sighting, then hits; another nonce: another entry
+        for page_id, nonce in ((ID_A, ""), (ID_B, ""), (ID_A, ""), (ID_B, "n1"), (ID_A, "n1"), (ID_B, "n1")):
             tag = id_tag(page_id, nonce)
             out = Injection(tag, "gzip", page_id=page_id, cache=cache).whole(body)
             want = doc.replace(b"<head>", b"<head>" + tag)
@@ -323,23 +324,33 @@ def test_spliced_gzip_is_one_ordinary_member() -> None:
             assert b"".join(d.decompress(out[i : i + 1]) for i in range(len(out))) + d.flush() == want
             assert d.eof and not d.unused_data
             outs.append(out)
-        assert (cache.hits, cache.misses, len(cache)) == (1, 2, 2)
-        assert len(outs[0]) == len(outs[1]) and outs[0] != outs[1]
+        assert (cache.hits, cache.misses, len(cache)) == (2, 4, 2)
+        assert outs[1][:10] == outs[2][:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # spliced ones
+        assert len(outs[1]) == len(outs[2]) and outs[1] != outs[2]
         if not lead:  # the part before the id goes stored: a few hundred bytes at most
-            assert len(outs[0]) <= len(gzip.compress(want, 1)) + doc.index(b"<title>") + 64
+            assert len(outs[2]) <= len(gzip.compress(want, 1)) + doc.index(b"<title>") + 64
 
 
-def test_splice_cache_is_bounded_in_bytes() -> None:
+def test_splice_cache_is_bounded_and_exact() -> None:
     parts = Parts(b"<head><script data-ff-page=\"", b"\"></script>" + b"<p>x</p>" * 300, 32)
-    cache = SpliceCache(20 * (parts.size + 1000))
-    for i in range(100):
-        cache.put((bytes(1000) + str(i).encode(), b"", b""), parts)
+    cache = SpliceCache(20 * (parts.size + 1000), seen=10)
+    bodies = [bytes(1000) + b"%04d" % i for i in range(100)]
+    for body in bodies:
+        cache.put(cache.key(body, b"", b""), body, parts)
         assert cache.bytes <= cache.max_bytes
     assert 15 <= len(cache) <= 20
-    assert cache.get((bytes(1000) + b"99", b"", b"")) is parts  # the newest stay
-    assert cache.get((bytes(1000) + b"0", b"", b"")) is None  # the oldest went
-    cache.put((bytes(cache.max_bytes), b"", b""), parts)  # larger than the whole cache: not kept
-    assert cache.bytes <= cache.max_bytes and cache.get((bytes(cache.max_bytes), b"", b"")) is None
+    assert cache.get(cache.key(bodies[99], b"", b""), bodies[99]) is parts  # the newest stay
+    assert cache.get(cache.key(bodies[0], b"", b""), bodies[0]) is None  # the oldest went
+    big = bytes(cache.max_bytes)
+    cache.put(cache.key(big, b"", b""), big, parts)  # larger than the whole cache: not kept
+    assert cache.bytes <= cache.max_bytes and cache.get(cache.key(big, b"", b""), big) is None
+    # A key that matches (CRC-32 and length) with other bytes is a miss, never another page's parts.
+    assert cache.get(cache.key(bodies[99], b"", b""), bytes(1000) + b"xxxx") is None
+    # Admission: on the second sighting among the last `seen` keys.
+    assert [cache.admit(k) for k in (1, 2, 1)] == [False, False, True]  # type: ignore[arg-type]
+    for k in range(3, 20):
+        cache.admit(k)  # type: ignore[arg-type]
+    assert cache.admit(2) is False  # forgotten
 
 
 @pytest.mark.parametrize(
