@@ -13,7 +13,9 @@
    page for every request (4,096 variants in turn, more than the splice cache
    holds: every request a miss, the full decode + re-encode), and ``html`` the
    identity page: req/s ratio and p99 ratio (medians of per-round ratios).
-4. ``endpoint``: ``POST /_ff/e`` with 20 items each, tracking on (events built and
+4. ``cpu``: the same three pages with both proxies loaded at the same time: proxy
+   CPU per request on vs off under the same contention (see :func:`bench_cpu_shared`).
+5. ``endpoint``: ``POST /_ff/e`` with 20 items each, tracking on (events built and
    published to a dedicated Redis): items per second of proxy CPU time.
 
 The proxy is pinned to CPU 0 and the load generator, upstream and Redis to the
@@ -247,7 +249,7 @@ def post_requests(items_per_post: int) -> list[bytes]:
     return [head.encode() + body]
 
 
-# --- 3 and 4: load -------------------------------------------------------------------
+# --- 3, 4 and 5: load ---------------------------------------------------------------
 
 
 async def load(port: int, requests: list[bytes], connections: int, duration: float) -> dict[str, Any]:
@@ -291,6 +293,43 @@ def bench_pages(upstream: str, tmp: Path, rounds: int, duration: float) -> dict[
     return results
 
 
+def bench_cpu_shared(upstream: str, tmp: Path, rounds: int, duration: float) -> dict[str, Any]:
+    """Proxy CPU per request, beacon on and off loaded *at the same time* (both on
+    CPU 0, 50 connections each): whatever else runs on the machine slows both
+    alike, so their ratio holds even where interleaved cells drift apart. The
+    ratio is what a CPU-bound proxy's throughput ratio would be (off / on)."""
+    on, on_port = start_proxy(upstream, tmp, "shared-on", True, None)
+    off, off_port = start_proxy(upstream, tmp, "shared-off", False, None)
+    results: dict[str, Any] = {}
+
+    async def both(reqs: list[bytes]) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(load(on_port, reqs, 50, duration), load(off_port, reqs, 50, duration)))
+
+    try:
+        for path in ("/gz", "/gzu", "/html"):
+            reqs = get_requests(path)
+            ratios, cpu_on, cpu_off = [], [], []
+            for _ in range(rounds):
+                c0 = cpu_seconds(on.pid), cpu_seconds(off.pid)
+                a, b = asyncio.run(both(reqs))
+                us_on = (cpu_seconds(on.pid) - c0[0]) / max(a["requests"], 1) * 1e6
+                us_off = (cpu_seconds(off.pid) - c0[1]) / max(b["requests"], 1) * 1e6
+                cpu_on.append(us_on)
+                cpu_off.append(us_off)
+                ratios.append(us_off / us_on)
+            results[{"/gzu": "gz_unique"}.get(path, path.strip("/"))] = {
+                "proxy_cpu_us_per_request_on": round(statistics.median(cpu_on)),
+                "proxy_cpu_us_per_request_off": round(statistics.median(cpu_off)),
+                "cpu_ratio_off_over_on": round(statistics.median(ratios), 3),
+                "rounds": [round(r, 3) for r in ratios],
+            }
+    finally:
+        for p in (on, off):
+            p.terminate()
+            p.wait(15)
+    return results
+
+
 def bench_endpoint(upstream: str, tmp: Path, duration: float, items_per_post: int = 20) -> dict[str, Any]:
     from proxy.stream.embedded import EmbeddedRedis
 
@@ -318,7 +357,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load cell")
-    parser.add_argument("--only", default="transform,script,pages,endpoint")
+    parser.add_argument("--only", default="transform,script,pages,cpu,endpoint")
     parser.add_argument("--save", action="store_true", help="write load_tests/results/bench_beacon-<time>.json")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -329,7 +368,7 @@ def main() -> None:
     if "script" in only:
         report["script"] = bench_script()
         print("script", report["script"], flush=True)
-    if only & {"pages", "endpoint"}:
+    if only & {"pages", "cpu", "endpoint"}:
         import multiprocessing
 
         port = free_port()
@@ -346,6 +385,9 @@ def main() -> None:
                 if "pages" in only:
                     report["pages"] = bench_pages(upstream, Path(tmp), args.rounds, args.duration)
                     print("pages", report["pages"], flush=True)
+                if "cpu" in only:
+                    report["cpu_shared"] = bench_cpu_shared(upstream, Path(tmp), args.rounds, args.duration)
+                    print("cpu_shared", report["cpu_shared"], flush=True)
                 if "endpoint" in only:
                     report["endpoint"] = bench_endpoint(upstream, Path(tmp), args.duration)
                     print("endpoint", report["endpoint"], flush=True)
