@@ -20,7 +20,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from multidict import CIMultiDict
+from aiohttp import hdrs
+from multidict import CIMultiDict, istr
 
 from proxy.beacon import csp
 from proxy.beacon.codecs import CODINGS
@@ -32,7 +33,12 @@ from proxy.edge.headers import is_pageview
 from proxy.tracking.event import new_event_id
 
 # A modified representation: its length, digests and byte ranges no longer hold.
-_STALE = ("Content-Length", "Content-MD5", "Content-Digest", "Repr-Digest", "Digest", "Accept-Ranges")
+# (istr keys: a look-up with a plain str folds its case every time)
+_STALE = tuple(
+    istr(name) for name in ("Content-Length", "Content-MD5", "Content-Digest", "Repr-Digest", "Digest", "Accept-Ranges")
+)
+_CSP = istr("Content-Security-Policy")
+_SERVER_TIMING = istr("Server-Timing")
 SPLICE_CACHE_BYTES = 8 * 1024 * 1024  # gzip pages kept compressed around their page id (per process)
 
 
@@ -64,17 +70,17 @@ class Injector:
 
         On the hot path for every HTML response: the usual page (no CSP, none of
         the stale headers but ``Content-Length``) costs a few dictionary look-ups."""
-        ctype = headers.get("Content-Type")
-        if ctype is None or method != "GET" or ctype[:9].lower() != "text/html":
+        ctype = headers.get(hdrs.CONTENT_TYPE)
+        if ctype is None or method != "GET" or not (ctype.startswith("text/html") or ctype[:9].lower() == "text/html"):
             return None
-        coding = headers.get("Content-Encoding")
+        coding = headers.get(hdrs.CONTENT_ENCODING)
         reason = self._refuse(site, request_headers, status, headers, coding)
         if reason is not None:
             self._skip[reason].inc()
             return None
         nonce = b""
-        if "Content-Security-Policy" in headers:
-            verdict = csp.verdict(headers.getall("Content-Security-Policy"))
+        if _CSP in headers:
+            verdict = csp.verdict(headers.getall(_CSP))
             if not verdict.allowed:
                 self._skip["csp"].inc()
                 return None
@@ -89,7 +95,7 @@ class Injector:
         for name in _STALE:
             if name in headers:
                 del headers[name]
-        etag = headers.get("ETag")
+        etag = headers.get(hdrs.ETAG)
         if etag is not None and not etag.startswith("W/"):
             headers["ETag"] = "W/" + etag
         proxy_ms = (time.perf_counter() - t0) * 1000.0
@@ -100,7 +106,7 @@ class Injector:
                 f'ff;desc="{page_id}", ff-proxy;dur={max(proxy_ms - upstream_ms, 0.0):.1f}, '
                 f"ff-origin;dur={upstream_ms:.1f}"
             )
-        headers.add("Server-Timing", timing)
+        headers.add(_SERVER_TIMING, timing)
         return Injection(tag, coding or "", self._max_scan, page_id, self.cache)
 
     def _refuse(
@@ -112,17 +118,17 @@ class Injector:
             return "status"
         if not is_pageview("GET", request_headers, status, "text/html"):
             return "not_navigation"
-        cache = headers.get("Cache-Control")
+        cache = headers.get(hdrs.CACHE_CONTROL)
         if cache is not None and "no-transform" in cache.lower():
             return "no_transform"
-        disposition = headers.get("Content-Disposition")
+        disposition = headers.get(hdrs.CONTENT_DISPOSITION)
         if disposition is not None and disposition.strip()[:10].lower() == "attachment":
             return "attachment"
         if coding is not None:
             coding = coding.strip().lower()
             if coding not in CODINGS and coding not in ("", "identity"):
                 return "encoding"
-        if "Content-Range" in headers:
+        if hdrs.CONTENT_RANGE in headers:
             return "status"
         return None
 

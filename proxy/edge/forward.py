@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import ClientError, ClientSession, WSMsgType, web
+from aiohttp import ClientError, ClientSession, WSMsgType, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
@@ -252,7 +252,7 @@ class Forwarder:
                         # A small page arrives with its head: transformed in one go and
                         # sent with its exact length, in one write with the head.
                         whole = transform.whole(await upstream_response.read())
-                        response.headers["Content-Length"] = str(len(whole))
+                        response.headers[hdrs.CONTENT_LENGTH] = str(len(whole))
                 if self._sink is not None:
                     # The media type by hand: aiohttp's content_type parses parameters too.
                     ctype = response.headers.get("Content-Type")
