@@ -155,13 +155,14 @@ class Injection:
             return self._skip_whole("no_insertion_point", body)
         self._state = "inject"
         tag = self._tag
+        rest = memoryview(decoded)[pos:]  # not copied before the join
         if not coding:
-            return b"".join((decoded[:pos], tag, decoded[pos:]))
+            return b"".join((decoded[:pos], tag, rest))
         if key is not None and cache is not None and cache.admit(key):  # seen before: keep its parts
-            parts = Parts(decoded[:pos] + key[2], key[3] + decoded[pos:], len(page_id))
+            parts = Parts(decoded[:pos] + key[2], b"".join((key[3], rest)), len(page_id))
             cache.put(key, body, parts)
             return parts.gzip_with(page_id)
-        return encode_all(coding, b"".join((decoded[:pos], tag, decoded[pos:])))
+        return encode_all(coding, b"".join((decoded[:pos], tag, rest)))
 
     def _skip_whole(self, reason: str, body: bytes) -> bytes:
         self.skipped = reason
