@@ -42,6 +42,7 @@ from proxy.beacon.splice import Parts, SpliceCache
 
 COALESCE = 64 * 1024  # decoded bytes kept for one encoder call while more are in hand
 WHOLE_DECODED = 1024 * 1024  # a whole body decoding to more than this goes the streaming way
+_BOMB_SLICE = 1024  # ... fed this many encoded bytes at a time (deflate inflates at most ~1,032 x)
 _GZIP = ("gzip", "x-gzip")
 
 
@@ -147,8 +148,10 @@ class Injection:
                 got = decode_all(coding, body, WHOLE_DECODED)
             except DecodeError:
                 return self._skip_whole("decode_error", body)
-            if got is None:  # inflates to a lot: decoded and re-encoded piece by piece
-                return self.feed(body) + self.finish()
+            if got is None:  # inflates to a lot: decoded and re-encoded a small slice at a time
+                out = [self.feed(body[i : i + _BOMB_SLICE], True) for i in range(0, len(body), _BOMB_SLICE)]
+                out.append(self.finish())
+                return b"".join(out)
             decoded = got
         found, pos = scan(decoded if len(decoded) <= self._max else decoded[: self._max])
         if found is not Scan.FOUND:

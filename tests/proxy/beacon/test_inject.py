@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import tracemalloc
 import zlib
 
 import brotli
@@ -301,6 +302,28 @@ def test_whole_bomb_is_decoded_piece_by_piece() -> None:
     inj = Injection(id_tag(ID_A), "gzip", page_id=ID_A, cache=SpliceCache(1 << 20))
     assert gzip.decompress(inj.whole(body)) == doc.replace(b"<head>", b"<head>" + id_tag(ID_A))
     assert inj.injected
+
+
+def test_whole_bomb_never_sits_in_memory_whole() -> None:
+    """64 MiB of decoded page in 64 KB of gzip: transformed with far less than that
+    in memory at any time."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = b"<html><head></head><body>"
+    body = c.compress(head) + b"".join(c.compress(b"a" * (1 << 20)) for _ in range(64)) + c.flush()
+    tracemalloc.start()
+    try:
+        out = Injection(TAG, "gzip").whole(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    d = zlib.decompressobj(31)
+    first = d.decompress(out, 1000)
+    assert first.startswith(head.replace(b"<head>", b"<head>" + TAG))
+    size = len(first)
+    while d.unconsumed_tail:
+        size += len(d.decompress(d.unconsumed_tail, 1 << 20))
+    assert size + len(d.flush()) == len(head) + len(TAG) + (64 << 20) and d.eof
 
 
 def test_spliced_gzip_is_one_ordinary_member() -> None:
