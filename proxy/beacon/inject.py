@@ -50,8 +50,8 @@ class Injection:
     """One response's transform; ``coding`` is ``""`` for an identity body."""
 
     __slots__ = (
-        "_buf", "_cache", "_coding", "_dec", "_enc", "_held", "_max", "_pending", "_pending_bytes", "_pos",
-        "_state", "_tag", "page_id", "skipped",
+        "_around", "_buf", "_cache", "_coding", "_dec", "_enc", "_held", "_max", "_pending", "_pending_bytes",
+        "_pos", "_state", "_tag", "page_id", "skipped",
     )  # fmt: skip
 
     def __init__(
@@ -61,9 +61,13 @@ class Injection:
         max_scan: int = 64 * 1024,
         page_id: str = "",
         cache: SpliceCache | None = None,
+        around: tuple[bytes, bytes] | None = None,
     ) -> None:
+        """``around``: the tag before and after ``page_id`` when the caller has them
+        (the same objects every time hash once); else they are found in ``tag``."""
         self.page_id = page_id  # the pageview's event id, named in the tag and Server-Timing
         self._tag = tag
+        self._around = around
         self._max = max_scan
         self._coding = coding
         self._cache = cache
@@ -133,10 +137,14 @@ class Injection:
         cache = self._cache
         page_id = self.page_id.encode()
         if cache is not None and coding in _GZIP and page_id:
-            tag = self._tag
-            at = tag.find(page_id)
-            if at >= 0:
-                key = cache.key(body, tag[:at], tag[at + len(page_id) :])
+            around = self._around
+            if around is None:
+                tag = self._tag
+                at = tag.find(page_id)
+                if at >= 0:
+                    around = (tag[:at], tag[at + len(page_id) :])
+            if around is not None:
+                key = cache.key(body, *around)
                 parts = cache.get(key, body)
                 if parts is not None:  # these very upstream bytes and tag before: no decode either
                     self._state = "inject"

@@ -47,6 +47,7 @@ class Injector:
         self._settings = settings
         self._src = script_url.encode()
         self._tag_start = b'<script src="%s" defer data-ff-page="' % self._src
+        self._tag_end = b'"></script>'
         self._metrics = metrics
         self._max_scan = settings.max_scan_bytes
         self._skip = metrics.skip
@@ -74,24 +75,24 @@ class Injector:
         if ctype is None or method != "GET" or not (ctype.startswith("text/html") or ctype[:9].lower() == "text/html"):
             return None
         coding = headers.get(hdrs.CONTENT_ENCODING)
+        if coding is not None:
+            coding = coding.strip().lower()
+            if coding == "identity":
+                coding = ""
         reason = self._refuse(site, request_headers, status, headers, coding)
         if reason is not None:
             self._skip[reason].inc()
             return None
-        nonce = b""
+        end = self._tag_end  # the same object every time, unless there is a nonce
         if _CSP in headers:
             verdict = csp.verdict(headers.getall(_CSP))
             if not verdict.allowed:
                 self._skip["csp"].inc()
                 return None
             if verdict.nonce:
-                nonce = f' nonce="{verdict.nonce}"'.encode()
+                end = f'" nonce="{verdict.nonce}"></script>'.encode()
         page_id = new_event_id()
-        if coding is not None:
-            coding = coding.strip().lower()
-            if coding == "identity":
-                coding = ""
-        tag = b"".join((self._tag_start, page_id.encode(), b'"', nonce, b"></script>"))
+        tag = b"".join((self._tag_start, page_id.encode(), end))
         for name in _STALE:
             if name in headers:
                 del headers[name]
@@ -107,7 +108,7 @@ class Injector:
                 f"ff-origin;dur={upstream_ms:.1f}"
             )
         headers.add(_SERVER_TIMING, timing)
-        return Injection(tag, coding or "", self._max_scan, page_id, self.cache)
+        return Injection(tag, coding or "", self._max_scan, page_id, self.cache, (self._tag_start, end))
 
     def _refuse(
         self, site: str, request_headers: Any, status: int, headers: CIMultiDict[str], coding: str | None
@@ -124,10 +125,8 @@ class Injector:
         disposition = headers.get(hdrs.CONTENT_DISPOSITION)
         if disposition is not None and disposition.strip()[:10].lower() == "attachment":
             return "attachment"
-        if coding is not None:
-            coding = coding.strip().lower()
-            if coding not in CODINGS and coding not in ("", "identity"):
-                return "encoding"
+        if coding and coding not in CODINGS:  # normalised by the caller ("" for identity)
+            return "encoding"
         if hdrs.CONTENT_RANGE in headers:
             return "status"
         return None
