@@ -99,15 +99,28 @@ class Injection:
                 return self._look(chunk, more)
             self._dec, self._enc = codec(self._coding)
             dec = self._dec
+        if state == "scan":
+            self._held.append(chunk)
+        # Piece by piece (at most PIECE decoded bytes each): a chunk that inflates to a
+        # lot never sits in memory decoded whole.
+        out: list[bytes] = []
         try:
-            pieces = list(dec.decode(chunk))
+            for piece in dec.decode(chunk):
+                if self._state == "inject":
+                    out.append(self._encode(piece, True))
+                else:
+                    out.append(self._look(piece, True))
+                    if self._state == "raw":  # gave up: the held raw chunks, this one included, went out
+                        return b"".join(out)
         except DecodeError:
-            return self._broken(chunk)
-        decoded = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if state == "inject":
-            return self._encode(decoded, more)
-        self._held.append(chunk)
-        return self._look(decoded, more)
+            if self._state == "scan":
+                out.append(self._give_up("decode_error"))
+            else:
+                out.append(self._broken(b""))
+            return b"".join(out)
+        if self._state == "inject":
+            out.append(self._encode(b"", more))  # the flush policy, for all of this chunk
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def finish(self) -> bytes:
         state = self._state
