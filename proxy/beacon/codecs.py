@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - depends on the Python version
     except ImportError:  # pragma: no cover
         _zstd = None
 
+ZLIB: Any = _deflate  # the zlib-compatible module in use (ISA-L's when installed)
 PIECE = 256 * 1024
 GZIP_LEVEL = 1
 BROTLI_QUALITY = 1
@@ -116,6 +117,8 @@ class _BrotliDecoder:
             yield d.process(b"", output_buffer_limit=PIECE)
 
     def flush(self) -> Iterator[bytes]:
+        if not self._d.is_finished():
+            raise brotli.error("truncated brotli stream")
         return iter(())
 
 
@@ -132,6 +135,9 @@ class _ZstdDecoder:
             data = self._d.unused_data if self._d.eof else b""
 
     def flush(self) -> Iterator[bytes]:
+        if not self._d.eof:
+            assert _zstd is not None
+            raise _zstd.ZstdError("truncated zstd stream")
         return iter(())
 
 
@@ -180,14 +186,59 @@ class _ZstdEncoder:
 CODINGS = frozenset({"gzip", "x-gzip", "deflate", "br"} | ({"zstd"} if _zstd is not None else set()))
 
 
+def decoder(coding: str) -> Decoder:
+    """A fresh streaming decoder for one body in ``coding`` (one of :data:`CODINGS`)."""
+    if coding in ("gzip", "x-gzip", "deflate"):
+        return _ZlibDecoder("deflate" if coding == "deflate" else "gzip")
+    if coding == "br":
+        return _BrotliDecoder()
+    if coding == "zstd" and _zstd is not None:
+        return _ZstdDecoder()
+    raise ValueError(f"cannot rewrite content coding {coding!r}")
+
+
+def encoder(coding: str) -> Encoder:
+    """A fresh streaming encoder for one body in ``coding`` (one of :data:`CODINGS`)."""
+    if coding in ("gzip", "x-gzip", "deflate"):
+        return _ZlibEncoder("deflate" if coding == "deflate" else "gzip")
+    if coding == "br":
+        return _BrotliEncoder()
+    if coding == "zstd" and _zstd is not None:
+        return _ZstdEncoder()
+    raise ValueError(f"cannot rewrite content coding {coding!r}")
+
+
+def decode_all(coding: str, body: bytes, limit: int) -> bytes | None:
+    """A whole body decoded at once; None when it decodes to more than ``limit``
+    bytes (the caller streams it instead, so a bomb never sits in memory whole).
+    Raises one of :data:`DecodeError` on a broken or truncated body."""
+    dec = decoder(coding)
+    pieces = []
+    size = 0
+    for piece in dec.decode(body):
+        size += len(piece)
+        if size > limit:
+            return None
+        pieces.append(piece)
+    pieces.extend(dec.flush())
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def encode_all(coding: str, data: bytes) -> bytes:
+    """``data`` encoded in ``coding`` in one call: one stream, no flush inside."""
+    if coding in ("gzip", "x-gzip"):
+        out: bytes = _deflate.compress(data, GZIP_LEVEL, wbits=16 + zlib.MAX_WBITS)
+    elif coding == "deflate":
+        out = _deflate.compress(data, GZIP_LEVEL, wbits=zlib.MAX_WBITS)
+    elif coding == "br":
+        out = brotli.compress(data, quality=BROTLI_QUALITY)
+    elif coding == "zstd" and _zstd is not None:
+        out = _zstd.compress(data, ZSTD_LEVEL)
+    else:
+        raise ValueError(f"cannot rewrite content coding {coding!r}")
+    return out
+
+
 def codec(coding: str) -> tuple[Decoder, Encoder]:
     """A fresh decoder/encoder pair for one body in ``coding`` (one of :data:`CODINGS`)."""
-    if coding in ("gzip", "x-gzip"):
-        return _ZlibDecoder("gzip"), _ZlibEncoder("gzip")
-    if coding == "deflate":
-        return _ZlibDecoder("deflate"), _ZlibEncoder("deflate")
-    if coding == "br":
-        return _BrotliDecoder(), _BrotliEncoder()
-    if coding == "zstd" and _zstd is not None:
-        return _ZstdDecoder(), _ZstdEncoder()
-    raise ValueError(f"cannot rewrite content coding {coding!r}")
+    return decoder(coding), encoder(coding)

@@ -22,32 +22,57 @@ rest is passed through: the client gets the upstream's bytes exactly, and
 :attr:`Injection.skipped` names why (``no_insertion_point``, ``decode_error``).
 A body that stops decoding after the tag went out is cut short (its upstream bytes
 were broken anyway): ``skipped`` is then ``decode_error`` too.
+
+``whole(body) -> bytes`` instead, once, when the upstream has already sent the
+whole body (a small page, the usual case): one decode, one scan, one encode call,
+none of the per-chunk machinery, and the caller can send an exact
+``Content-Length``. The insertion point must then lie in the first ``max_scan``
+decoded bytes too; what does not decode, or has no insertion point, comes back as
+the upstream's bytes. A gzip body whose page id sits in the tag goes through a
+:class:`~proxy.beacon.splice.SpliceCache` when one is given: the same upstream
+bytes again (from their third time: the second admits them) cost no decoding and
+no compression (see :mod:`proxy.beacon.splice`).
 """
 
 from __future__ import annotations
 
-from proxy.beacon.codecs import DecodeError, Decoder, Encoder, codec
+from proxy.beacon.codecs import DecodeError, Decoder, Encoder, codec, decode_all, encode_all
 from proxy.beacon.scan import Scan, scan
+from proxy.beacon.splice import Parts, SpliceCache
 
 COALESCE = 64 * 1024  # decoded bytes kept for one encoder call while more are in hand
+WHOLE_DECODED = 1024 * 1024  # a whole body decoding to more than this goes the streaming way
+_BOMB_SLICE = 1024  # ... fed this many encoded bytes at a time (deflate inflates at most ~1,032 x)
+_GZIP = ("gzip", "x-gzip")
 
 
 class Injection:
     """One response's transform; ``coding`` is ``""`` for an identity body."""
 
     __slots__ = (
-        "_buf", "_dec", "_enc", "_held", "_max", "_pending", "_pending_bytes", "_pos", "_state", "_tag",
-        "page_id", "skipped",
+        "_around", "_buf", "_cache", "_coding", "_dec", "_enc", "_held", "_max", "_pending", "_pending_bytes",
+        "_pos", "_state", "_tag", "page_id", "skipped",
     )  # fmt: skip
 
-    def __init__(self, tag: bytes, coding: str = "", max_scan: int = 64 * 1024, page_id: str = "") -> None:
+    def __init__(
+        self,
+        tag: bytes,
+        coding: str = "",
+        max_scan: int = 64 * 1024,
+        page_id: str = "",
+        cache: SpliceCache | None = None,
+        around: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        """``around``: the tag before and after ``page_id`` when the caller has them
+        (the same objects every time hash once); else they are found in ``tag``."""
         self.page_id = page_id  # the pageview's event id, named in the tag and Server-Timing
         self._tag = tag
+        self._around = around
         self._max = max_scan
-        self._dec: Decoder | None = None
+        self._coding = coding
+        self._cache = cache
+        self._dec: Decoder | None = None  # made on the first feed: whole() needs neither
         self._enc: Encoder | None = None
-        if coding:
-            self._dec, self._enc = codec(coding)
         self._buf = bytearray()  # decoded bytes held while scanning
         self._held: list[bytes] = []  # the raw chunks they came from (encoded bodies)
         self._pos = 0  # where the scan resumes in _buf
@@ -67,29 +92,47 @@ class Injection:
         if state == "dead":
             return b""
         dec = self._dec
-        if dec is None:  # identity
-            if state == "inject":
-                return chunk
-            return self._look(chunk, more)
+        if dec is None:
+            if not self._coding:  # identity
+                if state == "inject":
+                    return chunk
+                return self._look(chunk, more)
+            self._dec, self._enc = codec(self._coding)
+            dec = self._dec
+        if state == "scan":
+            self._held.append(chunk)
+        # Piece by piece (at most PIECE decoded bytes each): a chunk that inflates to a
+        # lot never sits in memory decoded whole.
+        out: list[bytes] = []
         try:
-            pieces = list(dec.decode(chunk))
+            for piece in dec.decode(chunk):
+                if self._state == "inject":
+                    out.append(self._encode(piece, True))
+                else:
+                    out.append(self._look(piece, True))
+                    if self._state == "raw":  # gave up: the held raw chunks, this one included, went out
+                        return b"".join(out)
         except DecodeError:
-            return self._broken(chunk)
-        decoded = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if state == "inject":
-            return self._encode(decoded, more)
-        self._held.append(chunk)
-        return self._look(decoded, more)
+            if self._state == "scan":
+                out.append(self._give_up("decode_error"))
+            else:
+                out.append(self._broken(b""))
+            return b"".join(out)
+        if self._state == "inject":
+            out.append(self._encode(b"", more))  # the flush policy, for all of this chunk
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def finish(self) -> bytes:
         state = self._state
         if state in ("raw", "dead"):
             return b""
-        dec, enc = self._dec, self._enc
-        if dec is None:
+        if not self._coding:
             if state == "inject":
                 return b""
             return self._give_up("no_insertion_point")
+        if self._dec is None:  # nothing was fed: an empty body
+            self._dec, self._enc = codec(self._coding)
+        dec, enc = self._dec, self._enc
         assert enc is not None
         try:
             rest = b"".join(dec.flush())
@@ -98,6 +141,57 @@ class Injection:
         if state == "inject":
             return self._encode(rest, False, final=True) + enc.finish()
         return self._give_up("no_insertion_point")
+
+    def whole(self, body: bytes) -> bytes:
+        """The transformed body when all of ``body`` is in hand, instead of
+        :meth:`feed`/:meth:`finish` (see the module's text)."""
+        coding = self._coding
+        key = None
+        cache = self._cache
+        page_id = self.page_id.encode()
+        if cache is not None and coding in _GZIP and page_id:
+            around = self._around
+            if around is None:
+                tag = self._tag
+                at = tag.find(page_id)
+                if at >= 0:
+                    around = (tag[:at], tag[at + len(page_id) :])
+            if around is not None:
+                key = cache.key(body, *around)
+                parts = cache.get(key, body)
+                if parts is not None:  # these very upstream bytes and tag before: no decode either
+                    self._state = "inject"
+                    return parts.gzip_with(page_id)
+        if not coding:
+            decoded = body
+        else:
+            try:
+                got = decode_all(coding, body, WHOLE_DECODED)
+            except DecodeError:
+                return self._skip_whole("decode_error", body)
+            if got is None:  # inflates to a lot: decoded and re-encoded a small slice at a time
+                out = [self.feed(body[i : i + _BOMB_SLICE], True) for i in range(0, len(body), _BOMB_SLICE)]
+                out.append(self.finish())
+                return b"".join(out)
+            decoded = got
+        found, pos = scan(decoded if len(decoded) <= self._max else decoded[: self._max])
+        if found is not Scan.FOUND:
+            return self._skip_whole("no_insertion_point", body)
+        self._state = "inject"
+        tag = self._tag
+        rest = memoryview(decoded)[pos:]  # not copied before the join
+        if not coding:
+            return b"".join((decoded[:pos], tag, rest))
+        if key is not None and cache is not None and cache.admit(key):  # seen before: keep its parts
+            parts = Parts(decoded[:pos] + key[2], b"".join((key[3], rest)), len(page_id))
+            cache.put(key, body, parts)
+            return parts.gzip_with(page_id)
+        return encode_all(coding, b"".join((decoded[:pos], tag, rest)))
+
+    def _skip_whole(self, reason: str, body: bytes) -> bytes:
+        self.skipped = reason
+        self._state = "raw"
+        return body
 
     def _encode(self, data: bytes, more: bool, final: bool = False) -> bytes:
         """Re-encode decoded bytes. While more are in hand, keep them (up to
@@ -142,7 +236,7 @@ class Injection:
     def _give_up(self, reason: str) -> bytes:
         self.skipped = reason
         self._state = "raw"
-        out = bytes(self._buf) if self._dec is None else b"".join(self._held)
+        out = b"".join(self._held) if self._coding else bytes(self._buf)
         self._buf = bytearray()
         self._held = []
         return out

@@ -14,11 +14,24 @@ rescans of what was already passed.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 _WS = frozenset(b" \t\n\r\f")
 _NAME = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 _LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+# The usual document start, matched in one go: whitespace and a doctype, an optional
+# <html ...>, then <head ...> or <body ...>, with plain attributes only (names, and
+# values with no quote or angle bracket in them). Where it matches, the scan below
+# finds the same point; anything else (comments, odd attributes, no match) goes the
+# long way.
+_ATTRS = rb"""(?:\s++[a-z][a-z0-9_:.-]*+(?:\s*+=\s*+(?:"[^"<>]*+"|'[^'<>]*+'|[^\s"'<>=`]++))?+)*+\s*+>"""
+_FAST = re.compile(
+    rb"(?:\s++|<!doctype[^<>]*+>)*+(?:<html" + _ATTRS + rb")?+(?:\s++|<!doctype[^<>]*+>)*+<(?:head|body)" + _ATTRS,
+    re.IGNORECASE,
+)
 
 
 class Scan(Enum):
@@ -51,6 +64,15 @@ def _tag_end(buf: bytes | bytearray, i: int) -> int:
 
 def scan(buf: bytes | bytearray, start: int = 0) -> tuple[Scan, int]:
     """Look for the insertion point in ``buf`` from ``start`` (a previous MORE's position)."""
+    if start == 0:
+        m = _FAST.match(buf)
+        if m is not None:
+            return Scan.FOUND, m.end()
+    return scan_slow(buf, start)
+
+
+def scan_slow(buf: bytes | bytearray, start: int = 0) -> tuple[Scan, int]:
+    """:func:`scan` without the fast path: the parser the fast path must agree with."""
     i = start
     n = len(buf)
     while True:

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import ClientError, ClientSession, WSMsgType, web
+from aiohttp import ClientError, ClientSession, WSMsgType, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
@@ -243,10 +243,16 @@ class Forwarder:
                     headers=out_headers,
                     coalesce=upstream_response.body_ready,
                 )
+                whole = None  # the transformed body, when it was all in hand at once
                 if beacon is not None:
                     transform = beacon.injector.choose(
                         site, method, headers, status, response.headers, t0, upstream_ms
                     )
+                    if transform is not None and upstream_response.body_complete:
+                        # A small page arrives with its head: transformed in one go and
+                        # sent with its exact length, in one write with the head.
+                        whole = transform.whole(await upstream_response.read())
+                        response.headers[hdrs.CONTENT_LENGTH] = str(len(whole))
                 if self._sink is not None:
                     # The media type by hand: aiohttp's content_type parses parameters too.
                     ctype = response.headers.get("Content-Type")
@@ -260,21 +266,24 @@ class Forwarder:
                     await response.prepare(request)
                     now = self._watchdog.now
                     held = b""  # transformed bytes not yet written
+                    stream = transform  # the transform, fed chunk by chunk
+                    if whole is not None:
+                        held, bytes_out, stream = whole, len(whole), None
                     while chunk := await upstream_response.read():
                         watch.since = now()
-                        if transform is not None:
+                        if stream is not None:
                             # More body already in hand: the transform need not flush its
                             # encoder yet, and one write goes out with it (and the end of the
                             # body, often); a write per piece costs a syscall each.
                             more = upstream_response.body_ready
-                            held += transform.feed(chunk, more)
+                            held += stream.feed(chunk, more)
                             if not held or (more and len(held) < CHUNK):
                                 continue
                             chunk, held = held, b""
                         await response.write(chunk)
                         bytes_out += len(chunk)
-                    if transform is not None:
-                        held += transform.finish()
+                    if stream is not None:
+                        held += stream.finish()
                         bytes_out += len(held)
                     await response.write_eof(held)
                 except (ConnectionResetError, ConnectionError):

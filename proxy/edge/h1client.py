@@ -101,6 +101,12 @@ class UpstreamResponse:
         """Some body bytes, or the end of the body, are already in hand."""
         return self._conn is not None and self._conn.body_ready
 
+    @property
+    def body_complete(self) -> bool:
+        """The whole body is in hand (it ended, and nothing of it was read yet or
+        since): the next :meth:`read` returns all of it, the one after ``b""``."""
+        return self._conn is not None and self._conn.body_complete
+
     async def read(self) -> bytes:
         """The body bytes received so far (waiting for some), ``b""`` at the end.
         Raises :class:`BodyError` when the body broke off."""

@@ -137,6 +137,11 @@ class UpstreamConnection(asyncio.Protocol):
     def body_ready(self) -> bool:
         return bool(self._body) or self._done
 
+    @property
+    def body_complete(self) -> bool:
+        """The whole body is in hand: the next read returns all of it."""
+        return self._done and self._exc is None
+
     async def response_head(self) -> None:
         while not self._head_done:
             if self._exc is not None:

@@ -30,7 +30,7 @@ def site_app(hits: list[str]) -> web.Application:
             headers["Content-Security-Policy"] = STRICT
         body = PAGE
         if request.query.get("enc") == "gzip":
-            body, headers["Content-Encoding"] = gzip.compress(PAGE), "gzip"
+            body, headers["Content-Encoding"] = gzip.compress(PAGE, mtime=0), "gzip"  # the same bytes each time
         elif request.query.get("enc") == "br":
             body, headers["Content-Encoding"] = brotli.compress(PAGE), "br"
         elif request.query.get("enc") == "weird":
@@ -65,25 +65,34 @@ async def test_pages_get_the_tag_in_every_encoding_and_the_pageview_is_named(
 ) -> None:
     proxy, base, _ = await start(upstream_factory, proxy_factory, redis_server.url)
     ids = []
+    gzip_seen = 0
     async with aiohttp.ClientSession(auto_decompress=False) as client:
-        for enc in ("identity", "gzip", "br"):
+        # gzip three times: compressed whole, then admitted to the splice cache, then
+        # from it; each with its own page id
+        for enc in ("identity", "gzip", "br", "gzip", "gzip"):
             async with client.get(f"{base}/p?enc={enc}", headers={**NAV, "Accept-Encoding": "gzip, br"}) as resp:
                 raw = await resp.read()
                 assert resp.headers.get("Content-Encoding", "identity") == enc
-                assert "Content-Length" not in resp.headers and resp.headers["Transfer-Encoding"] == "chunked"
+                # The small page came whole with its head: its exact new length, not chunked.
+                assert resp.headers["Content-Length"] == str(len(raw)) and "Transfer-Encoding" not in resp.headers
                 assert resp.headers["ETag"] == 'W/"v1"'
                 timing = resp.headers["Server-Timing"]
                 page_id = timing.split('ff;desc="')[1][:32]
                 assert "ff-origin;dur=" in timing and "ff-proxy;dur=" in timing
+            if enc == "gzip":  # the second and third built around the page id: a stored block after the header
+                spliced = raw[:11] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\x00"
+                assert spliced == (gzip_seen > 0), gzip_seen
+                gzip_seen += 1
             body = gzip.decompress(raw) if enc == "gzip" else brotli.decompress(raw) if enc == "br" else raw
             assert body == PAGE.replace(b"<head>", b"<head>" + tag_of(page_id))
             ids.append(page_id)
-    got = await events(redis_client, 3)
+    assert len(set(ids)) == 5
+    got = await events(redis_client, 5)
     assert [e["id"] for e in got] == ids and [e["page_id"] for e in got] == ids
     assert all(e["via"] == "proxy" and e["kind"] == "pageview" for e in got)
     for e in got:
         SCHEMA.validate(e)
-    assert metric(proxy, "footfall_beacon_injected_total") == 3
+    assert metric(proxy, "footfall_beacon_injected_total") == 5
 
 
 async def test_skips_leave_the_page_byte_identical_and_are_counted(upstream_factory, proxy_factory) -> None:
@@ -272,6 +281,7 @@ async def test_a_streaming_page_keeps_streaming(upstream_factory, proxy_factory)
         for enc in ("identity", "gzip"):
             release.clear()
             async with client.get(f"http://127.0.0.1:{proxy.port}/slow?enc={enc}", headers=NAV) as resp:
+                assert resp.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in resp.headers
                 try:
                     first = await asyncio.wait_for(resp.content.readany(), 5)
                 finally:
