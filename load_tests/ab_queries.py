@@ -1,8 +1,8 @@
 """Interleaved A/B of two checkouts' compiled SQL on one store (bench_queries.py's data).
 
-Each checkout compiles the query benchmark's questions (and the dashboard's KPI, chart
-and per-page questions with the segment) in a child process; this process then runs
-the two statements of each question alternately on the same store, ``--runs`` times
+Each checkout compiles the query benchmark's questions (and the dashboard's KPI, chart,
+entry-page and per-campaign questions with the segment) in a child process; this process
+then runs the two statements of each question alternately on the same store, ``--runs`` times
 after a warm-up each, and prints medians of wall and CPU time and whether the answers
 are identical. Only the SQL differs: what ``run.py`` does around it (e.g. splitting a
 mixed question in two) is not measured here.
@@ -48,6 +48,8 @@ bodies["dashboard_chart+segment"] = {"metrics": kpis, "date_range": rng, "filter
 bodies["entry_pages_bounce+segment"] = {"metrics": ["visitors", "bounce_rate"], "date_range": rng,
     "dimensions": ["visit:entry_page"], "filters": [*SEGMENT, ["is", "event:kind", ["pageview"]]],
     "pagination": {"limit": 10}}
+bodies["perf_campaigns+segment"] = {"metrics": ["requests", "latency_p50", "latency_p75", "latency_p95", "error_rate"],
+    "date_range": rng, "dimensions": ["visit:utm_campaign"], "filters": SEGMENT, "pagination": {"limit": 10}}
 out = {}
 for name, body in bodies.items():
     compiled = compile_query(parse({"site_id": SITE, **body}, settings), ctx)

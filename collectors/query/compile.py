@@ -210,16 +210,19 @@ def compile_query(
         return _finish(b, query, ctx, sql, dims, cols, count_rows, paginate, "", "", "sessions")
     dim_sql = [b.column(d) for d in dims]
     visit_filters = [f for f in where_filters if _scope(f) == "visit"]
-    if visit_filters and not any(DIMENSIONS[d].scope == "visit" for d in dims) and not any(
-        m.session_stats for m in defs
-    ) and all(_scope(f) in ("visit", "event") for f in where_filters):
-        # visit filters as a set of session ids, not a join: the events stay as they are
+    stored = ctx.sessions and _whole_hours(b.period)
+    joined = any(DIMENSIONS[d].scope == "visit" for d in dims) or any(m.session_stats for m in defs)
+    segment = ""  # the sessions of the visit filters, when they are taken as a set
+    if visit_filters and (stored or not joined) and all(_scope(f) in ("visit", "event") for f in where_filters):
+        # visit filters as a set of session ids, not a join: the events stay as they are (and
+        # a join for shown visit dimensions or session stats brings only that set's sessions)
         b.visit_mode = "own"
         own = " AND ".join(b.condition(f) for f in visit_filters)
         b.visit_mode = "alias"
         chosen = " AND ".join(b.condition(f) for f in visit_filters)
-        if ctx.sessions and _whole_hours(b.period):
-            sessions = _stored_first_touch(ctx.db, visit_dims, bots)
+        if stored:
+            sessions = _stored_first_touch(ctx.db, _visit_dims((), tuple(visit_filters)), bots)
+            segment = f"sid IN (SELECT s_id FROM ({sessions}) WHERE {chosen})"
         else:
             sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])]))
         b.visit_mode = "join"
@@ -240,8 +243,9 @@ def compile_query(
     if b.needs_session:
         session_where = " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])])
         engaged = any(m.engagement for m in defs)
-        if ctx.sessions and _whole_hours(b.period) and not engaged:  # ~1 M session rows, not 10 M events
-            session_sql = _stored_first_touch(ctx.db, visit_dims, bots, stats=True)
+        if stored and not engaged:  # ~1 M session rows, not 10 M events (or a segment's sessions)
+            shown = {d for d in dims if DIMENSIONS[d].scope == "visit"} if segment else visit_dims
+            session_sql = _stored_first_touch(ctx.db, shown, bots, stats=True, within=segment)
         else:
             session_sql = _sessions_sql(ctx, visit_dims, session_where, stats=True, engaged=engaged)
         source += f" ANY LEFT JOIN ({session_sql}) AS s ON {SESSION_KEY} = s.s_id"
@@ -316,12 +320,22 @@ def _session_plan(
     selected = [f"{'_bucket' if d == bucket else b.column(d)} AS d{i}" for i, d in enumerate(dims)]
     selected += [f"{BY_SESSION[m]} AS m_{m}" for m in cols]
     conditions = [b.condition(f) for f in filters]
+    stored = bucket is not None or (b.ctx.sessions and _whole_hours(b.period))
+    within = ""
+    shown = {d for d in dims if DIMENSIONS[d].scope == "visit"}
+    if stored and conditions and (bucket is not None or shown - _visit_dims((), filters)):
+        # The segment first, as a set of sessions (merging only the filters' first-touch
+        # states), then the shown dimensions' states for those sessions alone: merging a
+        # state per session and dimension is the costly part, and a segment keeps a few.
+        matching = _stored_sessions(b.ctx.db, _visit_dims((), filters))
+        within = f"sid IN (SELECT _k FROM ({matching}) WHERE {' AND '.join(conditions)})"
+        visit_dims, conditions = shown, []
     if bucket is not None:  # _stored_buckets said yes
         granularity = b.period.granularity if bucket == "time" else bucket.split(":", 1)[1]
         label = time_expr(granularity, b.shift, column="hour")
-        sessions = _stored_sessions(b.ctx.db, visit_dims, label)
-    elif b.ctx.sessions and _whole_hours(b.period):
-        sessions = _stored_sessions(b.ctx.db, visit_dims)
+        sessions = _stored_sessions(b.ctx.db, visit_dims, label, within)
+    elif stored:
+        sessions = _stored_sessions(b.ctx.db, visit_dims, within=within)
     else:
         sessions = (
             f"SELECT {', '.join(grouped)} FROM {b.ctx.db}.events WHERE {where} AND {HAS_SESSION} GROUP BY _k "
@@ -375,7 +389,7 @@ def _hour_zone(tz: str, period: Period) -> bool:
     )
 
 
-def _stored_sessions(db: str, visit_dims: set[str], bucket: str | None = None) -> str:
+def _stored_sessions(db: str, visit_dims: set[str], bucket: str | None = None, within: str = "") -> str:
     """The visit-only plan's per-session rows from the ``sessions`` table: its rows in the
     range (whole hours) and not bots, merged per session — the same numbers as grouping the
     range's events (``_k`` does not matter above; ``_s`` is false for a sessionless event).
@@ -383,7 +397,8 @@ def _stored_sessions(db: str, visit_dims: set[str], bucket: str | None = None) -
     With ``bucket`` (a time label over the rows' ``hour``), ``_bp`` pairs each bucket the
     session has events in with its pageviews there, for the caller's ``ARRAY JOIN``: a
     session counts once in every bucket it touched, with its whole-range duration and
-    bounce (as the events answer it); ``_pvs`` is its pageviews in the whole range."""
+    bounce (as the events answer it); ``_pvs`` is its pageviews in the whole range.
+    ``within``: a condition on ``sid`` (the sessions of a segment) applied before merging."""
     cols = [
         "sid AS _k", "any(in_session) AS _s", "any(visitor) AS _vis",
         "sum(pageviews) AS _pvs" if bucket else "sum(pageviews) AS _pv", "_pvs" if bucket else "_pv AS _pvs",
@@ -398,7 +413,8 @@ def _stored_sessions(db: str, visit_dims: set[str], bucket: str | None = None) -
         cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
     return (
         f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE site = {{site:String}} AND hour >= {{lo:{TS}}} "
-        f"AND hour < {{hi:{TS}}} AND NOT bot GROUP BY sid, in_session HAVING {_HUMAN_SESSION}"
+        f"AND hour < {{hi:{TS}}} AND NOT bot{f' AND {within}' if within else ''} GROUP BY sid, in_session "
+        f"HAVING {_HUMAN_SESSION}"
     )
 
 
@@ -408,7 +424,7 @@ def _stored_sessions(db: str, visit_dims: set[str], bucket: str | None = None) -
 _HUMAN_SESSION = "max(bot_score BETWEEN 1 AND {bot_max:UInt8}) = 0"
 
 
-def _stored_first_touch(db: str, visit_dims: set[str], bots: str, stats: bool = False) -> str:
+def _stored_first_touch(db: str, visit_dims: set[str], bots: str, stats: bool = False, within: str = "") -> str:
     """:func:`_sessions_sql` from the ``sessions`` table: ``s_id`` and the first-touch
     attributes of every session with events in the range (whole hours) and, with ``stats``,
     its pageviews, interactions and duration (engagement is not stored: goals are the
@@ -423,6 +439,8 @@ def _stored_first_touch(db: str, visit_dims: set[str], bots: str, stats: bool = 
         dim = DIMENSIONS[name]
         cols.append(f"{'argMinIf' if dim.first else 'argMaxIf'}Merge({dim.alias}) AS {dim.alias}")
     where = f"site = {{site:String}} AND hour >= {{lo:{TS}}} AND hour < {{hi:{TS}}} AND in_session"
+    if within:
+        where += f" AND {within}"
     if not bots:  # the query filters on event:bot itself: every session
         return f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE {where} GROUP BY sid"
     return f"SELECT {', '.join(cols)} FROM {db}.sessions WHERE {where} AND NOT bot GROUP BY sid HAVING {_HUMAN_SESSION}"

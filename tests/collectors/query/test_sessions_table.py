@@ -67,13 +67,16 @@ RANGES = [
     # visit and event metrics together: two questions, merged (run._split)
     {"metrics": [*OVERVIEW, "requests", "latency_p75", "error_rate"], "filters": SEGMENT},
     {"metrics": ["visitors", "bounce_rate", "requests", "apdex"], "dimensions": ["time:day"], "filters": SEGMENT},
+    # a segment's sessions first, then the shown dimension for them alone
+    {"metrics": ["visitors", "visits", "bounce_rate", "visit_duration"], "dimensions": ["visit:source"],
+     "filters": [["or", [["is", "visit:device", ["mobile"]], ["not", ["is", "visit:channel", ["Direct"]]]]]]},
     # event questions that join each event to its session's stats and first touch
     {"metrics": ["visitors", "bounce_rate", "visit_duration"], "dimensions": ["event:page"],
      "filters": [*SEGMENT, ["is", "event:kind", ["pageview"]]]},
     {"metrics": ["visitors", "pageviews"], "dimensions": ["visit:entry_page"],
      "filters": [["is", "event:kind", ["pageview"]], ["is_not", "visit:channel", ["Direct"]]]},
 ], ids=["overview", "segment", "sources", "entry-exit", "pages-segment", "bots-segment", "days", "hours-segment",
-        "weeks-sources", "mixed", "mixed-days", "joined-pages", "joined-entry"])  # fmt: skip
+        "weeks-sources", "mixed", "mixed-days", "segment-sources", "joined-pages", "joined-entry"])  # fmt: skip
 def test_backfilled_sessions_answer_like_the_events(
     backfilled: tuple[TestStore, Oracle], rng: list[str], body: dict[str, Any]
 ) -> None:
