@@ -169,7 +169,9 @@ def execute(engine: Engine, query: Query, ctx: Context, echo: dict[str, Any] | N
 
 def funnel(engine: Engine, query: Query, ctx: Context, definition: Funnel) -> dict[str, Any]:
     """Visitors reaching each step in order within the period (ClickHouse ``windowFunnel``
-    per visitor, the whole period as the window); drop-off and conversion per step."""
+    per visitor, the whole period as the window); drop-off and conversion per step. Steps are
+    pageviews (goals.funnel_steps), so only pageviews are read: other events meet no step and
+    cannot change a visitor's level (a visitor without pageviews reaches level 0, uncounted)."""
     check_regexes(engine, query.filters)
     conditions, params = funnel_steps(definition)
     # an event metric, so the plan keeps the events (a visit-only plan would group sessions)
@@ -179,7 +181,7 @@ def funnel(engine: Engine, query: Query, ctx: Context, definition: Funnel) -> di
     sql = (
         "SELECT level, count() FROM (SELECT vid, windowFunnel({window:UInt64})"
         f"(toUInt64(toUnixTimestamp64Milli(ts)), {', '.join(conditions)}) AS level "
-        f"FROM {source} WHERE {where} AND vid != cityHash64('') GROUP BY vid) GROUP BY level"
+        f"FROM {source} WHERE {where} AND kind = 'pageview' AND vid != cityHash64('') GROUP BY vid) GROUP BY level"
     )
     counts = dict(engine.query(sql, {**base.params, **params, "window": window_ms}))
     reached = [sum(n for level, n in counts.items() if level >= i + 1) for i in range(len(definition.steps))]
