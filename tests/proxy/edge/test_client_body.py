@@ -98,13 +98,20 @@ async def test_body_trickling_below_the_minimum_rate_is_408(
     writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
     sender = asyncio.create_task(trickle())
     try:
-        reply = await read_reply(reader, 10.0)
+        reply: bytes | None = await read_reply(reader, 10.0)
+    except ConnectionResetError:
+        # The proxy closes a timed-out body at once (no lingering close for a client that
+        # trickles): a byte of ours still unread in its socket then makes the kernel answer
+        # with a reset, which can overtake the 408 on a loaded machine. The proxy's side of
+        # the story (status, event, counter, released upstream) is checked below either way.
+        reply = None
     finally:
         sender.cancel()
         writer.close()
     elapsed = loop.time() - started
-    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
-    assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
+    if reply is not None:
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
     assert 1.0 < elapsed < 6.0  # 1 s grace + a few bytes' worth + a tick (generous: shared CI machines)
     await asyncio.wait_for(closed.wait(), 5.0)  # the upstream connection was released
     (event,) = await events(redis_client, 1)
