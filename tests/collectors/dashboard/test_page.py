@@ -5,15 +5,18 @@ comparisons, CSV, a phone-width viewport, and the credential."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import json
 import re
 import urllib.error
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.collectors.dashboard.conftest import SITE, TOKEN, Footfall, local_range
+from tests.collectors.dashboard.conftest import SITE, TOKEN, TZ, Footfall, local_range
 
 KPIS = ["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration",
         "requests", "error_rate", "latency_p75", "apdex"]  # fmt: skip
@@ -349,5 +352,44 @@ def test_comparing_with_a_year_before_shows_the_apis_year_over_year_change(footf
     page.reload()  # the choice is in the URL
     page.wait_for_selector("body[data-ready]")
     assert page.input_value("#compare") == "year_over_year"
+    assert errors == []
+    page.context.close()
+
+
+def _preset_range(period: str) -> tuple[list[str] | str, str]:
+    """What each preset should ask for, in the site's zone (format.js dateRange), and its bucket."""
+    today = dt.datetime.now(ZoneInfo(TZ)).date()
+    month = today.replace(day=1)
+    back = (month.year * 12 + month.month - 1) - 11
+    ranges: dict[str, list[dt.date]] = {
+        "day": [today, today], "yesterday": [today - dt.timedelta(days=1)] * 2,
+        "7d": [today - dt.timedelta(days=6), today], "30d": [today - dt.timedelta(days=29), today],
+        "month": [month, today],
+        "lastmonth": [(month - dt.timedelta(days=1)).replace(day=1), month - dt.timedelta(days=1)],
+        "12mo": [dt.date(back // 12, back % 12 + 1, 1), today],
+    }  # fmt: skip
+    if period not in ranges:
+        return "all", "time:month"
+    first, last = ranges[period]
+    days = (last - first).days + 1
+    bucket = "time:hour" if days <= 2 else "time:day" if days <= 93 else "time:week" if days <= 370 else "time:month"
+    return [first.isoformat(), last.isoformat()], bucket
+
+
+@pytest.mark.parametrize("period", ["day", "yesterday", "month", "lastmonth", "12mo", "all"])
+def test_every_preset_asks_for_its_range_in_the_sites_zone(footfall: Footfall, browser: Any, period: str) -> None:
+    page, errors = open_page(footfall, browser, f"site={SITE}&period=7d")
+    asked: list[dict[str, Any]] = []
+    page.on("request", lambda r: asked.append(json.loads(r.post_data or "{}")) if "/api/v2/query" in r.url else None)
+    page.select_option("#period", period)
+    page.wait_for_function(f"() => new URL(location.href).searchParams.get('period') === '{period}'")
+    page.wait_for_selector("body[data-ready]")
+    date_range, bucket = _preset_range(period)
+    totals = next(q for q in asked if not q.get("dimensions") and "apdex" in q["metrics"])
+    chart = next(q for q in asked if q.get("dimensions", [""])[0].startswith("time"))
+    assert totals["date_range"] == date_range and chart["date_range"] == date_range
+    assert chart["dimensions"] == [bucket]
+    expected = footfall.query({"metrics": KPIS, "date_range": date_range})["results"][0]["metrics"]
+    assert kpis(page) == dict(zip(KPIS, numbers(expected), strict=True))
     assert errors == []
     page.context.close()
