@@ -26,8 +26,9 @@ traceback at ERROR for each.
 
 from __future__ import annotations
 
+import asyncio
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web, web_protocol, web_server
 from aiohttp.http_exceptions import HttpProcessingError
@@ -45,6 +46,45 @@ def _canned(status: int, reason: str, text: str) -> bytes:
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
+
+
+# How long a connection whose request body was abandoned still reads (and drops) what the
+# client sends after the answer went out with a FIN (see _Lingering).
+LINGER_SECONDS = 2.0
+
+
+class _Lingering:
+    """A transport whose ``close()`` lingers: nginx's ``lingering_close``, bounded.
+
+    Closing a socket that holds bytes the client sent but nobody read makes the kernel
+    answer with a reset, and a reset can destroy the refusal (a 408 for a body that
+    trickles) before the client reads it. So ``close()`` first sends what is buffered
+    and a FIN (``write_eof``), keeps reading — the protocol drops the data, it is
+    closing — and closes for good when the client closes its side or after
+    ``LINGER_SECONDS``. A transport without half-close (TLS) closes at once.
+    Everything else is the wrapped transport's.
+    """
+
+    __slots__ = ("_loop", "_timer", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        transport = self._transport
+        if self._timer is not None or transport.is_closing():
+            return
+        try:
+            transport.write_eof()
+        except (NotImplementedError, RuntimeError, OSError):
+            transport.close()
+            return
+        self._timer = self._loop.call_later(LINGER_SECONDS, transport.close)
 
 
 REQUEST_TIMEOUT = _canned(408, "Request Timeout", "request headers not received in time\n")
@@ -112,8 +152,12 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
     def end_body(self, body: StreamReader, exc: BaseException | None = None) -> None:
         """Abandon the request body being received (broken, too slow): its reader gets
         ``exc`` if given; nothing more is read or parsed on this connection, aiohttp
-        does not linger to drain the rest, and the connection closes after the response."""
+        does not linger to drain the rest, and the connection closes after the response,
+        lingering briefly so the client can read it (:class:`_Lingering`)."""
         self.close()
+        transport = self.transport
+        if transport is not None and not isinstance(transport, _Lingering) and not transport.is_closing():
+            self.transport = cast(asyncio.Transport, _Lingering(transport, self._loop))
         if exc is not None and body.exception() is None:
             body.set_exception(exc)
         body.feed_eof()

@@ -4,6 +4,7 @@ the upstream exchange aborted, the event's ``error`` naming the client (real soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -97,25 +98,52 @@ async def test_body_trickling_below_the_minimum_rate_is_408(
 
     writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
     sender = asyncio.create_task(trickle())
-    try:
-        reply: bytes | None = await read_reply(reader, 10.0)
-    except ConnectionResetError:
-        # The proxy closes a timed-out body at once (no lingering close for a client that
-        # trickles): a byte of ours still unread in its socket then makes the kernel answer
-        # with a reset, which can overtake the 408 on a loaded machine. The proxy's side of
-        # the story (status, event, counter, released upstream) is checked below either way.
-        reply = None
+    try:  # the proxy lingers after the answer, so our trickle cannot reset it away (next test)
+        reply = await read_reply(reader, 10.0)
     finally:
         sender.cancel()
         writer.close()
     elapsed = loop.time() - started
-    if reply is not None:
-        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
-        assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"connection: close" in reply.partition(b"\r\n\r\n")[0].lower()
     assert 1.0 < elapsed < 6.0  # 1 s grace + a few bytes' worth + a tick (generous: shared CI machines)
     await asyncio.wait_for(closed.wait(), 5.0)  # the upstream connection was released
     (event,) = await events(redis_client, 1)
     assert event["status"] == 408 and event["error"] == "client_timeout"
+    assert proxy.metrics.refused.labels("client_timeout")._value.get() == 1
+
+
+async def test_a_refused_body_lingers_so_a_client_still_sending_reads_its_408(
+    parser, upstream_factory, proxy_factory, redis_server, redis_client
+) -> None:
+    """After the 408 the proxy half-closes and keeps reading (and dropping) for a while, as
+    nginx's lingering close does: the client reads the whole answer, and bytes it sends
+    after the FIN are not met with a reset; closing a socket with unread bytes would send
+    one, which can destroy the answer before the client reads it."""
+    seen: list[bytes] = []
+    closed = asyncio.Event()
+    upstream = await upstream_factory(reading_upstream(seen, closed))
+    proxy = await proxy_factory(
+        {"upstreams": [upstream], "limits.client_body_idle_seconds": 1.0, "limits.client_body_min_rate_bytes": 50},
+        redis_url=redis_server.url,
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    got = b""
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while not reader.at_eof():  # one byte every 0.1 s (10 B/s) until the proxy answers and sends its FIN
+        assert asyncio.get_running_loop().time() < deadline, got[:200]
+        writer.write(b"x")
+        await writer.drain()
+        with contextlib.suppress(TimeoutError):
+            got += await asyncio.wait_for(reader.read(4096), 0.1)
+    assert got.startswith(b"HTTP/1.1 408"), got[:200]
+    for _ in range(5):  # still sending after the FIN: read and dropped, no reset
+        writer.write(b"y" * 1000)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+    writer.close()
+    await writer.wait_closed()
     assert proxy.metrics.refused.labels("client_timeout")._value.get() == 1
 
 
