@@ -12,6 +12,7 @@ the product's are one piece of code.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -163,8 +164,18 @@ class EmbeddedRedis:
             self.process.stderr.close()
 
 
+_ISSUED: collections.deque[int] = collections.deque(maxlen=256)  # ports free_port handed out lately
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing listens on now, and not one of the last ports this process was given
+    (the kernel may hand the same free port to two ``bind(0)`` calls in a row, and a
+    caller asking for a listener port and an admin port would then get one port twice)."""
+    for _ in range(64):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+        if port not in _ISSUED:
+            break
+    _ISSUED.append(port)
+    return port

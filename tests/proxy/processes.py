@@ -14,7 +14,9 @@ async def wait_ready(admin_port: int, proc: subprocess.Popen[bytes], timeout: fl
     deadline = asyncio.get_running_loop().time() + timeout
     async with aiohttp.ClientSession() as client:
         while asyncio.get_running_loop().time() < deadline:
-            assert proc.poll() is None, "footfall exited early"
+            if proc.poll() is not None:
+                said = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                raise AssertionError(f"footfall exited early ({proc.returncode}): {said}")
             try:
                 async with client.get(f"http://127.0.0.1:{admin_port}/readyz") as resp:
                     if resp.status == 200:
