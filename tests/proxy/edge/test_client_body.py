@@ -77,16 +77,22 @@ async def test_chunked_body_malformed_mid_stream_is_400_and_the_clients_fault(
     assert proxy.metrics.refused.labels("client_bad_body")._value.get() == 1
 
 
-async def test_body_trickling_below_the_minimum_rate_is_408(
-    parser, upstream_factory, proxy_factory, redis_server, redis_client
-) -> None:
-    seen: list[bytes] = []
+async def rate_limited_proxy(upstream_factory: Any, proxy_factory: Any, redis_server: Any) -> tuple[Any, asyncio.Event]:
+    """A proxy that times a body out after 1 s of silence or below 50 B/s, before a reading
+    upstream; and the event set when the upstream's request ends."""
     closed = asyncio.Event()
-    upstream = await upstream_factory(reading_upstream(seen, closed))
+    upstream = await upstream_factory(reading_upstream([], closed))
     proxy = await proxy_factory(
         {"upstreams": [upstream], "limits.client_body_idle_seconds": 1.0, "limits.client_body_min_rate_bytes": 50},
         redis_url=redis_server.url,
     )
+    return proxy, closed
+
+
+async def test_body_trickling_below_the_minimum_rate_is_408(
+    parser, upstream_factory, proxy_factory, redis_server, redis_client
+) -> None:
+    proxy, closed = await rate_limited_proxy(upstream_factory, proxy_factory, redis_server)
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     started = loop.time()
@@ -120,13 +126,7 @@ async def test_a_refused_body_lingers_so_a_client_still_sending_reads_its_408(
     nginx's lingering close does: the client reads the whole answer, and bytes it sends
     after the FIN are not met with a reset; closing a socket with unread bytes would send
     one, which can destroy the answer before the client reads it."""
-    seen: list[bytes] = []
-    closed = asyncio.Event()
-    upstream = await upstream_factory(reading_upstream(seen, closed))
-    proxy = await proxy_factory(
-        {"upstreams": [upstream], "limits.client_body_idle_seconds": 1.0, "limits.client_body_min_rate_bytes": 50},
-        redis_url=redis_server.url,
-    )
+    proxy, _ = await rate_limited_proxy(upstream_factory, proxy_factory, redis_server)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
     got = b""
