@@ -168,7 +168,7 @@ class CollectorService:
         """The ``/api/v2/*`` routes (they reach the store through this service) and
         ``/dashboard`` on ``app``; ``hosts`` are sites the dashboard lists first."""
         api.add_routes(app, self)
-        query_api.add_routes(app, lambda: self.store, self.settings, hosts)  # /api/v2/*: the event store
+        query_api.add_routes(app, lambda: self.store, self.settings, hosts, self.registry)  # /api/v2/*: the store
         dashboard.add_routes(app, self.settings, [SiteInfo(h) for h in hosts])
 
 

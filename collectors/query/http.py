@@ -9,16 +9,24 @@ The store comes from a getter, so the handlers work however the process opens it
 (``None`` until it is open: 503). Engine calls run in the store's worker thread via
 ``store.run``, never on the event loop. A bad query is a 400 whose ``error`` names
 the field; anything else that fails is logged and answered 500 without details.
+
+Every answer is timed in ``footfall_query_duration_seconds`` (labels ``endpoint``:
+query, funnel, realtime, sites; ``outcome``: ok, bad_request, unavailable, error),
+and one slower than :data:`SLOW_QUERY_SECONDS` is logged with its question, so an
+SRE sees which panel or script asks the store for too much.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram
 
 from collectors.analytics.engine import Engine
 from collectors.query import run
@@ -29,6 +37,29 @@ from collectors.settings import CollectorSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SLOW_QUERY_SECONDS = 2.0  # an answer slower than this is logged with its question (WARNING)
+_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+_DURATIONS: weakref.WeakKeyDictionary[CollectorRegistry, Histogram] = weakref.WeakKeyDictionary()
+
+
+def _duration(registry: CollectorRegistry) -> Histogram:
+    """The registry's query histogram, made once (a service may mount the API on two apps)."""
+    histogram = _DURATIONS.get(registry)
+    if histogram is None:
+        histogram = _DURATIONS[registry] = Histogram(
+            "footfall_query_duration_seconds", "Time to answer one query API request, by endpoint and outcome.",
+            ["endpoint", "outcome"], buckets=_BUCKETS, registry=registry,
+        )  # fmt: skip
+    return histogram
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 503:
+        return "unavailable"  # no store in this process, or over the store's memory cap
+    return "bad_request" if status < 500 else "error"
 
 
 class StoreLike(Protocol):
@@ -53,11 +84,33 @@ def _error(message: str, status: int = 400) -> web.Response:
 
 
 class QueryApi:
-    def __init__(self, store: StoreGetter, settings: CollectorSettings, hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self, store: StoreGetter, settings: CollectorSettings, hosts: Iterable[str] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.settings = settings
         self.goals = Goals(settings.goals)
         self.hosts = tuple(hosts)
+        self.duration = _duration(CollectorRegistry() if registry is None else registry)
+
+    def timed(self, endpoint: str, handler: Handler) -> Handler:
+        """``handler``, timed into :attr:`duration`; a slow answer is logged with its question."""
+        histogram = self.duration
+
+        async def answer(request: web.Request) -> web.Response:
+            t0 = time.perf_counter()
+            response = await handler(request)
+            elapsed = time.perf_counter() - t0
+            histogram.labels(endpoint, _outcome(response.status)).observe(elapsed)
+            if elapsed >= SLOW_QUERY_SECONDS:
+                body = await request.read() if request.body_exists else b""  # read before: cached
+                asked = body.decode(errors="replace") or request.query_string
+                log.warning("slow %s answer: %.2f s (status %d) for %s", endpoint, elapsed, response.status,
+                            asked[:1000])  # fmt: skip
+            return response
+
+        return answer
 
     def context(self, site: str, store: StoreLike) -> Context:
         apdex = self.settings.site(site).apdex_threshold_ms or self.settings.apdex_threshold_ms
@@ -142,11 +195,14 @@ class QueryApi:
 
 
 def add_routes(
-    app: web.Application, store: StoreGetter, settings: CollectorSettings, hosts: Iterable[str] = ()
-) -> None:
-    """Mount the ``/api/v2/*`` handlers; ``hosts``: upstream hosts to list in ``/sites``."""
-    api = QueryApi(store, settings, hosts)
-    app.router.add_post("/api/v2/query", api.query)
-    app.router.add_post("/api/v2/funnel", api.funnel)
-    app.router.add_get("/api/v2/realtime", api.realtime)
-    app.router.add_get("/api/v2/sites", api.sites)
+    app: web.Application, store: StoreGetter, settings: CollectorSettings, hosts: Iterable[str] = (),
+    registry: CollectorRegistry | None = None,
+) -> QueryApi:
+    """Mount the ``/api/v2/*`` handlers; ``hosts``: upstream hosts to list in ``/sites``;
+    ``registry``: where the answers' timing goes (the process's ``/metrics``)."""
+    api = QueryApi(store, settings, hosts, registry)
+    app.router.add_post("/api/v2/query", api.timed("query", api.query))
+    app.router.add_post("/api/v2/funnel", api.timed("funnel", api.funnel))
+    app.router.add_get("/api/v2/realtime", api.timed("realtime", api.realtime))
+    app.router.add_get("/api/v2/sites", api.timed("sites", api.sites))
+    return api

@@ -162,3 +162,65 @@ async def test_injection_in_every_string_position_never_runs(api: Api, store: Te
     assert store.count() == before
     tables = store.engine.query("SELECT count() FROM system.tables WHERE database = {db:String}", {"db": store.db})
     assert tables == [(5,)]  # events, events_in, events_flatten, sessions, sessions_mv: none dropped or added
+
+
+async def test_answers_are_timed_by_outcome_and_a_slow_one_is_logged(
+    store: TestStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from collectors.query import http
+
+    registry = CollectorRegistry()
+    app = web.Application()
+    add_routes(app, lambda: store, population.settings(), registry=registry)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    question = {"site_id": population.SITE, "metrics": ["visitors"], "date_range": RANGE}
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, f"http://127.0.0.1:{port}")
+            assert (await api.post("/api/v2/query", question))[0] == 200
+            assert (await api.post("/api/v2/query", {**question, "metrics": ["nope"]}))[0] == 400
+            assert (await api.get("/api/v2/sites"))[0] == 200
+            monkeypatch.setattr(http, "SLOW_QUERY_SECONDS", 0.0)  # every answer is slow now
+            with caplog.at_level("WARNING", logger="collectors.query.http"):
+                assert (await api.post("/api/v2/query", {**question, "metrics": ["pageviews"]}))[0] == 200
+                assert (await api.get("/api/v2/realtime", site_id=population.SITE))[0] == 200
+    finally:
+        await runner.cleanup()
+    text = generate_latest(registry).decode()
+
+    def count(endpoint: str, outcome: str) -> float:
+        line = f'footfall_query_duration_seconds_count{{endpoint="{endpoint}",outcome="{outcome}"}} '
+        return float(next(x for x in text.splitlines() if x.startswith(line)).split()[-1])
+
+    assert count("query", "ok") == 2 and count("query", "bad_request") == 1
+    assert count("sites", "ok") == 1 and count("realtime", "ok") == 1
+    slow = [r.getMessage() for r in caplog.records if r.getMessage().startswith("slow ")]
+    assert len(slow) == 2, slow
+    assert slow[0].startswith("slow query answer: ") and '"metrics": ["pageviews"]' in slow[0]
+    assert slow[1].startswith("slow realtime answer: ") and f"site_id={population.SITE}" in slow[1]
+
+
+async def test_no_store_is_timed_as_unavailable() -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    app = web.Application()
+    add_routes(app, lambda: None, population.settings(), registry=registry)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, _ = await Api(session, f"http://127.0.0.1:{port}").get("/api/v2/sites")
+    finally:
+        await runner.cleanup()
+    assert status == 503
+    value = registry.get_sample_value("footfall_query_duration_seconds_count",
+                                      {"endpoint": "sites", "outcome": "unavailable"})  # fmt: skip
+    assert value == 1
