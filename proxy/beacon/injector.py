@@ -29,7 +29,7 @@ from proxy.beacon.inject import Injection
 from proxy.beacon.metrics import BeaconMetrics
 from proxy.beacon.settings import BeaconSettings
 from proxy.beacon.splice import SpliceCache
-from proxy.edge.headers import is_pageview
+from proxy.edge.headers import is_navigation
 from proxy.tracking.event import new_event_id
 
 # A modified representation: its length, digests and byte ranges no longer hold.
@@ -39,6 +39,8 @@ _STALE = tuple(
 )
 _CSP = istr("Content-Security-Policy")
 _SERVER_TIMING = istr("Server-Timing")
+_TIMING = 'ff;desc="%s", ff-proxy;dur=%.1f'
+_TIMING_ORIGIN = 'ff;desc="%s", ff-proxy;dur=%.1f, ff-origin;dur=%.1f'
 SPLICE_CACHE_BYTES = 8 * 1024 * 1024  # gzip pages kept compressed around their page id (per process)
 
 
@@ -99,14 +101,13 @@ class Injector:
         etag = headers.get(hdrs.ETAG)
         if etag is not None and not etag.startswith("W/"):
             headers["ETag"] = "W/" + etag
+        # %-formatting and a comparison: about half the cost of f-strings and max().
         proxy_ms = (time.perf_counter() - t0) * 1000.0
         if upstream_ms is None:
-            timing = f'ff;desc="{page_id}", ff-proxy;dur={max(proxy_ms, 0.0):.1f}'
+            timing = _TIMING % (page_id, proxy_ms if proxy_ms > 0.0 else 0.0)
         else:
-            timing = (
-                f'ff;desc="{page_id}", ff-proxy;dur={max(proxy_ms - upstream_ms, 0.0):.1f}, '
-                f"ff-origin;dur={upstream_ms:.1f}"
-            )
+            proxy_ms -= upstream_ms
+            timing = _TIMING_ORIGIN % (page_id, proxy_ms if proxy_ms > 0.0 else 0.0, upstream_ms)
         headers.add(_SERVER_TIMING, timing)
         return Injection(tag, coding or "", self._max_scan, page_id, self.cache, (self._tag_start, end))
 
@@ -117,7 +118,7 @@ class Injector:
             return "site_off"
         if status != 200:
             return "status"
-        if not is_pageview("GET", request_headers, status, "text/html"):
+        if not is_navigation(request_headers):  # GET, 200, text/html: checked already
             return "not_navigation"
         cache = headers.get(hdrs.CACHE_CONTROL)
         if cache is not None and "no-transform" in cache.lower():

@@ -267,9 +267,9 @@ class Forwarder:
                     now = self._watchdog.now
                     held = b""  # transformed bytes not yet written
                     stream = transform  # the transform, fed chunk by chunk
-                    if whole is not None:
+                    if whole is not None:  # the body was read already: no read left to await
                         held, bytes_out, stream = whole, len(whole), None
-                    while chunk := await upstream_response.read():
+                    while whole is None and (chunk := await upstream_response.read()):
                         watch.since = now()
                         if stream is not None:
                             # More body already in hand: the transform need not flush its

@@ -14,7 +14,7 @@ import ipaddress
 import random
 from collections.abc import Iterable
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, istr
 
 from proxy.settings import IPNetwork
 from proxy.tracking.event import new_event_id
@@ -239,10 +239,23 @@ def is_pageview(
         return False
     if not (content_type.startswith("text/html") or content_type.startswith("application/xhtml")):
         return False
-    dest = headers.get("Sec-Fetch-Dest")
+    return is_navigation(headers)
+
+
+# istr keys: a look-up with a plain str folds its case every time (twice per HTML page
+# when the beacon is on).
+_SEC_FETCH_DEST = istr("Sec-Fetch-Dest")
+_SEC_FETCH_MODE = istr("Sec-Fetch-Mode")
+_ACCEPT = istr("Accept")
+_X_REQUESTED_WITH = istr("X-Requested-With")
+
+
+def is_navigation(headers: CIMultiDictProxy[str]) -> bool:
+    """The request's headers say it is a document navigation (see :func:`is_pageview`)."""
+    dest = headers.get(_SEC_FETCH_DEST)
     if dest is not None:
         return dest == "document"
-    mode = headers.get("Sec-Fetch-Mode")
+    mode = headers.get(_SEC_FETCH_MODE)
     if mode is not None:
         return mode == "navigate"
-    return "text/html" in headers.get("Accept", "") and "X-Requested-With" not in headers
+    return "text/html" in headers.get(_ACCEPT, "") and _X_REQUESTED_WITH not in headers

