@@ -12,6 +12,8 @@ Per round, interleaved:
   runs dashboard-like aggregate SELECTs on the same store (a refresh of four
   queries every ``--refresh`` seconds, default 1; 0 = back to back). Reported:
   events/s (wall, from the loader's start to the last XACK), the queries' latency,
+  how long the loader's event loop was held past a 1 ms sleep (p99 / max: what a
+  proxy sharing the loop, as in ``footfall run``, would wait),
   the child's peak RSS, and disk bytes per event (active parts, before and after
   ``OPTIMIZE … FINAL``).
 - **redis** (with ``--old-checkout DIR``, a checkout of the Redis-aggregate
@@ -116,6 +118,15 @@ def make_events(n: int, seed: int = 7, traced: int = 10) -> list[bytes]:
 # --- the child: the store process ---------------------------------------------------
 
 
+async def _ticker(stalls: list[float], stop: asyncio.Event) -> None:
+    """How long the event loop was held past a 1 ms sleep, each time (seconds): what a
+    proxy sharing this loop (``footfall run``) would wait on top of its own work."""
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.001)
+        stalls.append(max(0.0, time.perf_counter() - t0 - 0.001))
+
+
 def _query_loop(store: Any, stop: threading.Event, latencies: dict[str, list[float]], every: float) -> None:
     """A dashboard refresh (the four queries) every ``every`` seconds; 0: back to back."""
     while not stop.is_set():
@@ -143,6 +154,9 @@ async def child(redis_url: str, data_dir: str, n: int, every: float, batch_size:
     querier = threading.Thread(target=_query_loop, args=(store, stop, latencies, every), daemon=True)
     cpu0, t0 = time.process_time(), time.perf_counter()
     querier.start()
+    stalls: list[float] = []
+    ticking = asyncio.Event()
+    ticker = asyncio.create_task(_ticker(stalls, ticking))
     await service.start()
     while True:
         # The service creates its group in the consumer task (start() does not wait on
@@ -152,6 +166,8 @@ async def child(redis_url: str, data_dir: str, n: int, every: float, batch_size:
             break
         await asyncio.sleep(0.01)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    ticking.set()
+    await ticker
     stop.set()
     querier.join()
     await service.stop()
@@ -168,6 +184,8 @@ async def child(redis_url: str, data_dir: str, n: int, every: float, batch_size:
         "events": n, "stored": int(stored), "wall_s": wall, "events_per_s": n / wall, "events_per_cpu_s": n / cpu,
         "peak_rss_bytes": rss, "peak_rss_load_bytes": rss_load, "disk_bytes": disk, "disk_bytes_merged": merged,
         "queries": {k: {"n": len(v), "p50_ms": _ms(v, 0.5), "max_ms": _ms(v, 1.0)} for k, v in latencies.items()},
+        "loop_stall_ms": {"p99": _ms(stalls, 0.99), "max": _ms(stalls, 1.0),
+                          "over_10ms": sum(x > 0.01 for x in stalls)},
         "columns": columns,
     }  # fmt: skip
 
@@ -309,6 +327,8 @@ def table(rounds: list[dict[str, Any]]) -> None:
         ("disk bytes per event (as loaded)", f"{med(('store', 'disk_bytes')) / n:.1f}"),
         ("disk bytes per event (merged)", f"{med(('store', 'disk_bytes_merged')) / n:.1f}"),
     ]
+    rows.append(("event loop held, p99 / max ms (what `run`'s proxy would wait)",
+                 f"{med(('store', 'loop_stall_ms', 'p99')):.0f} / {med(('store', 'loop_stall_ms', 'max')):.0f}"))
     rows += [(f"query {q} during the load, p50 / max ms",
               f"{med(('store', 'queries', q, 'p50_ms')):.0f} / {med(('store', 'queries', q, 'max_ms')):.0f}")
              for q in QUERIES]  # fmt: skip
