@@ -15,6 +15,15 @@ export function labelSeconds(label) {
 
 const charts = new WeakMap();
 
+/** The indices of values with no value on either side (null when there are none). */
+export function isolated(values) {
+  const out = [];
+  values.forEach((v, i) => {
+    if (v != null && values[i - 1] == null && values[i + 1] == null) out.push(i);
+  });
+  return out.length ? out : null;
+}
+
 /** Draw ``lines`` ({label, values, metric, previous?, scale?, secondary?}) over ``labels`` into ``node``. */
 export function drawChart(node, labels, lines, height = 260) {
   const old = charts.get(node);
@@ -42,7 +51,12 @@ export function drawChart(node, labels, lines, height = 260) {
       label: line.label, scale, stroke: color, width: line.previous ? 1.5 : 2,
       dash: line.previous ? [5, 4] : undefined,
       fill: line.previous || line.secondary ? undefined : css("--accent-soft"),
-      points: { show: labels.length <= 3 },
+      // a value with no value on either side draws no line: a dot shows it (e.g. Apdex on
+      // the one day of a month that had traffic)
+      points: {
+        show: labels.length <= 3, size: 7, fill: color,
+        filter: (u, i, shown) => (shown ? null : isolated(line.values)),
+      },
       value: (u, v) => fmt(line.metric, v),
       spanGaps: false,
     });

@@ -393,3 +393,38 @@ def test_every_preset_asks_for_its_range_in_the_sites_zone(footfall: Footfall, b
     assert kpis(page) == dict(zip(KPIS, numbers(expected), strict=True))
     assert errors == []
     page.context.close()
+
+
+# Draws a chart of one line into a fresh node on the page and counts the canvas pixels
+# painted in the line's colour (the accent, ±24 per channel for anti-aliasing).
+_DRAW = """async (values) => {
+  const { drawChart } = await import('/dashboard/static/chart.js');
+  const node = document.createElement('div');
+  node.style.width = '600px';
+  document.body.append(node);
+  const labels = values.map((_, i) => `2026-11-0${i + 1}`);
+  drawChart(node, labels, [{ label: 'Apdex', values, metric: 'apdex' }], 200);
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));  // uPlot draws on a frame
+  const canvas = node.querySelector('canvas');
+  const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const accent = getComputedStyle(document.documentElement).getPropertyValue('--accent').trim();
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(accent.slice(i, i + 2), 16));
+  let n = 0;
+  for (let i = 0; i < px.length; i += 4) {
+    const near = Math.abs(px[i] - r) < 24 && Math.abs(px[i + 1] - g) < 24 && Math.abs(px[i + 2] - b) < 24;
+    if (px[i + 3] > 200 && near) n++;
+  }
+  node.remove();
+  return n;
+}"""
+
+
+def test_a_value_without_neighbours_is_drawn_as_a_dot(footfall: Footfall, browser: Any) -> None:
+    """A month with traffic on one day gives Apdex and latency lines of one value among
+    gaps: uPlot draws no line for it, so the chart drew nothing at all."""
+    page, errors = open_page(footfall, browser, f"site={SITE}&period=30d")
+    assert page.evaluate(_DRAW, [None, None, None, None, None]) == 0  # nothing to draw: no accent pixel
+    assert page.evaluate(_DRAW, [None, None, 0.9, None, None]) > 20  # the one value: a dot
+    assert page.evaluate(_DRAW, [0.5, 0.9, None, 0.7, None]) > page.evaluate(_DRAW, [0.5, 0.9, None, None, None])
+    assert errors == []
+    page.context.close()
