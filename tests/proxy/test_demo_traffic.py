@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import statistics
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -36,6 +38,8 @@ def test_a_few_hundred_visits_fill_every_panel() -> None:
     assert paths["/static/style.css"] > 0 and any(p.startswith("/api/price/") for p in paths)
     assert len({v.visitor for v in plans}) < len(plans)  # returning visitors
     assert all(1 <= len(v.steps) <= 12 for v in plans)
+    blocked = sum(v.blocks_script for v in plans) / len(plans)  # the beacon's coverage is not 100 %
+    assert 0.08 < blocked < 0.25, blocked
 
 
 def test_plans_are_deterministic_for_a_seed() -> None:
@@ -117,7 +121,8 @@ async def test_the_demo_fills_the_dashboard_within_a_minute(tmp_path: Any) -> No
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    query = {"site_id": "127.0.0.1", "metrics": ["visitors", "pageviews"], "date_range": "day"}
+    query = {"site_id": "127.0.0.1", "metrics": ["visitors", "pageviews", "lcp_p75", "ttfb_p75", "beacon_coverage"],
+             "date_range": "day"}  # fmt: skip
     got: list[Any] = []
     try:
         await wait_ready(admin, proc)
@@ -126,9 +131,56 @@ async def test_the_demo_fills_the_dashboard_within_a_minute(tmp_path: Any) -> No
                 async with client.post(f"http://127.0.0.1:{admin}/api/v2/query", json=query) as resp:
                     assert resp.status == 200
                     got = (await resp.json())["results"][0]["metrics"]
-                if got[0] >= 3 and got[1] >= 5:
+                if got[0] >= 3 and got[1] >= 5 and got[2] is not None:
                     break
                 await asyncio.sleep(1)
+        # people, and their pages' Web Vitals from the beacon's endpoint (the script's reports)
         assert got[0] >= 3 and got[1] >= 5, got
+        assert got[2] is not None and got[3] is not None and got[2] >= got[3] > 0, got  # LCP comes after TTFB
+        assert got[4] is not None and 0 < got[4] <= 100, got
     finally:
         await stop(proc)
+
+
+def test_the_beacon_reports_are_what_the_endpoint_accepts_and_hang_together() -> None:
+    from proxy.beacon.items import parse
+    from proxy.demo_traffic import page_report
+
+    rng = random.Random(5)
+    ttfb: dict[str, list[float]] = {"desktop": [], "mobile": []}
+    for n in range(400):
+        device = ("desktop", "mobile")[n % 2]
+        server = rng.uniform(1, 900)
+        items = page_report(rng, device, "0" * 31 + "a", "/products/1?x=1", "https://www.google.com/", server, 12.5)
+        accepted, rejected = parse(orjson.dumps({"items": items}), max_items=20)
+        assert rejected == {} and len(accepted) == 2
+        v = items[0]["vitals"]
+        assert server < v["ttfb"] <= v["fcp"] <= v["lcp"] and 0 <= v["cls"] < 1 and v["inp"] > 0
+        assert items[1]["engaged_ms"] == 12_500 and 10 <= items[1]["scroll_depth"] <= 100
+        ttfb[device].append(v["ttfb"] - server)  # the network's share
+    assert statistics.median(ttfb["mobile"]) > statistics.median(ttfb["desktop"])  # a phone's slower network
+
+
+def test_the_beacon_is_found_in_the_tag_the_proxy_injects() -> None:
+    """``beacon_of`` and ``server_ms`` read the real injector's output (tag and Server-Timing)."""
+    import time
+
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from prometheus_client import CollectorRegistry
+
+    from proxy.beacon.injector import Injector
+    from proxy.beacon.metrics import BeaconMetrics
+    from proxy.beacon.settings import BeaconSettings
+    from proxy.demo_traffic import beacon_of, server_ms
+
+    injector = Injector(BeaconSettings(enabled=True), "/_ff/3f2a9c.js", BeaconMetrics(CollectorRegistry()))
+    request = CIMultiDictProxy(CIMultiDict({"Sec-Fetch-Dest": "document", "Accept": "text/html"}))
+    response: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/html; charset=utf-8"})
+    injection = injector.choose("shop.example", "GET", request, 200, response, time.perf_counter(), 40.0)
+    assert injection is not None
+    page = injection.whole(b"<!doctype html><html><head><title>t</title></head><body>hi</body></html>")
+    found = beacon_of(page)
+    assert found is not None and found[0] == "/_ff/e" and len(found[1]) == 32
+    assert f'ff;desc="{found[1]}"' in response["Server-Timing"]
+    assert server_ms(response["Server-Timing"]) >= 40.0  # the proxy's share plus the origin's 40 ms
+    assert beacon_of(b"<html><head></head><body>no script</body></html>") is None

@@ -323,8 +323,8 @@ function renderVitals(values, split = null) {
   const title = el("div", { class: "card-head" }, el("h2", { text: "Web Vitals (p75)" }));
   node.replaceChildren(title, values.every((v) => v === null)
     ? empty("No Web Vitals in this period. Browsers report them through the first-party beacon: turn it on with "
-      + "beacon.enabled = true (or --beacon on), then open a page in a browser. Scripted traffic, such as the demo's "
-      + "background visitors, runs no script and reports none.")
+      + "beacon.enabled = true (or --beacon on), then open a page in a browser. Scripted traffic runs no script "
+      + "and reports none (the demo's background visitors report for it).")
     : vitals(values, split));
 }
 
