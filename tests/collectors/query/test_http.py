@@ -41,9 +41,9 @@ class Api:
             return r.status, await r.json()
 
 
-async def _serve(getter: Any) -> AsyncIterator[Api]:
+async def _serve(getter: Any, registry: Any = None) -> AsyncIterator[Api]:
     app = web.Application()
-    add_routes(app, getter, population.settings(), hosts=["upstream.example"])
+    add_routes(app, getter, population.settings(), hosts=["upstream.example"], registry=registry)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -172,25 +172,15 @@ async def test_answers_are_timed_by_outcome_and_a_slow_one_is_logged(
     from collectors.query import http
 
     registry = CollectorRegistry()
-    app = web.Application()
-    add_routes(app, lambda: store, population.settings(), registry=registry)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     question = {"site_id": population.SITE, "metrics": ["visitors"], "date_range": RANGE}
-    try:
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, f"http://127.0.0.1:{port}")
-            assert (await api.post("/api/v2/query", question))[0] == 200
-            assert (await api.post("/api/v2/query", {**question, "metrics": ["nope"]}))[0] == 400
-            assert (await api.get("/api/v2/sites"))[0] == 200
-            monkeypatch.setattr(http, "SLOW_QUERY_SECONDS", 0.0)  # every answer is slow now
-            with caplog.at_level("WARNING", logger="collectors.query.http"):
-                assert (await api.post("/api/v2/query", {**question, "metrics": ["pageviews"]}))[0] == 200
-                assert (await api.get("/api/v2/realtime", site_id=population.SITE))[0] == 200
-    finally:
-        await runner.cleanup()
+    async for api in _serve(lambda: store, registry):
+        assert (await api.post("/api/v2/query", question))[0] == 200
+        assert (await api.post("/api/v2/query", {**question, "metrics": ["nope"]}))[0] == 400
+        assert (await api.get("/api/v2/sites"))[0] == 200
+        monkeypatch.setattr(http, "SLOW_QUERY_SECONDS", 0.0)  # every answer is slow now
+        with caplog.at_level("WARNING", logger="collectors.query.http"):
+            assert (await api.post("/api/v2/query", {**question, "metrics": ["pageviews"]}))[0] == 200
+            assert (await api.get("/api/v2/realtime", site_id=population.SITE))[0] == 200
     text = generate_latest(registry).decode()
 
     def count(endpoint: str, outcome: str) -> float:
@@ -209,18 +199,8 @@ async def test_no_store_is_timed_as_unavailable() -> None:
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
-    app = web.Application()
-    add_routes(app, lambda: None, population.settings(), registry=registry)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            status, _ = await Api(session, f"http://127.0.0.1:{port}").get("/api/v2/sites")
-    finally:
-        await runner.cleanup()
-    assert status == 503
+    async for api in _serve(lambda: None, registry):
+        assert (await api.get("/api/v2/sites"))[0] == 503
     value = registry.get_sample_value("footfall_query_duration_seconds_count",
                                       {"endpoint": "sites", "outcome": "unavailable"})  # fmt: skip
     assert value == 1
