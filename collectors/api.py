@@ -7,7 +7,7 @@
   seconds; what the CLI turns into Parquet); ``jsonl``: events v1; ``csv``: the
   table's columns. A bad parameter → 400 ``{"error": "<param>: <why>"}``; no
   analytics store in this process → 503.
-- ``POST /api/v2/query`` — the query API (collectors/query/, added there).
+- ``POST /api/v2/query`` and ``/batch`` — the query API (collectors/query/, added there).
 
 The v1 endpoints (``/api/v1/*`` on the Redis aggregates) and their ``/dashboard``
 are gone with the aggregates.

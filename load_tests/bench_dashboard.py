@@ -115,7 +115,7 @@ def measure(url: str, runs: int, timeout_s: float) -> tuple[list[float], int, li
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         counted: list[str] = []
-        page.on("request", lambda r: counted.append(r.url) if "/api/v2/" in r.url else None)
+        page.on("request", lambda r: counted.append(r.url) if "/api/v2/" in r.url else None)  # a batch counts once
         started: dict[Any, float] = {}
         finished: list[tuple[Any, float]] = []
         page.on("request", lambda r: started.__setitem__(r, time.perf_counter()) if "/api/v2/" in r.url else None)

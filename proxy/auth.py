@@ -38,6 +38,7 @@ OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/login", "/favicon.i
 OPEN_PREFIXES = ("/dashboard/static/", "/share/")
 SHARE_PAGES = frozenset({"/dashboard", "/dashboard/", "/dashboard/config.json"})
 SHARE_QUERIES = frozenset({"/api/v2/query", "/api/v2/funnel"})
+SHARE_BATCH = "/api/v2/batch"  # every query of the batch must be about the shared site
 
 
 def session_value(token: str, expires: int) -> str:
@@ -85,6 +86,13 @@ async def share_allows(request: web.Request, site: str) -> bool:
         except ValueError:
             return False
         return isinstance(body, dict) and body.get("site_id") == site
+    if request.method == "POST" and request.path == SHARE_BATCH and same_origin(request):
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return False
+        queries = body.get("queries") if isinstance(body, dict) else None
+        return isinstance(queries, list) and all(isinstance(q, dict) and q.get("site_id") == site for q in queries)
     return False
 
 

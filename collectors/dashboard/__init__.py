@@ -1,4 +1,4 @@
-"""The dashboard: one static page on the admin listener, reading ``POST /api/v2/query``.
+"""The dashboard: one static page on the admin listener, reading ``POST /api/v2/batch`` (``/query`` bodies).
 
 - ``static/`` — ``index.html``, ``dashboard.css`` and a few ES modules (``app.js``
   state and orchestration, ``panels.js`` breakdowns, ``chart.js`` uPlot charts,

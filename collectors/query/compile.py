@@ -55,6 +55,9 @@ class Context:
     bot_max: int = 30
     apdex_ms: float = 500.0
     sessions: bool = False  # the store has the ``sessions`` table (collectors/analytics/sessions.py)
+    # A batch's segment sets (collectors/query/segments.py): a segment's sessions are
+    # then computed once per batch into a temporary table, not once per question.
+    segments: Any = None
 
 
 @dataclass(slots=True)
@@ -79,7 +82,15 @@ class _Builder:
     uses_goals: bool = False
     bot_filtered: bool = False
     visit_mode: str = "join"  # visit dimensions as: "join" (joined session), "alias" (s_…), "own" (the event's)
+    segments: list[str] = field(default_factory=list)  # ``$SEG<i>``: the sessions of a segment (a subquery)
     _n: int = 0
+
+    def segment(self, subquery: str) -> str:
+        """``$SEG<i>`` for a subquery of session ids; :func:`_finish` puts back the subquery
+        (or, in a batch, the temporary table it was computed into once)."""
+        if subquery not in self.segments:
+            self.segments.append(subquery)
+        return f"$SEG{self.segments.index(subquery)}$"
 
     def bind(self, value: Any) -> str:
         """A fresh parameter name for ``value`` (filter values get ``f0``, ``f1``, …)."""
@@ -222,12 +233,13 @@ def compile_query(
         chosen = " AND ".join(b.condition(f) for f in visit_filters)
         if stored:
             sessions = _stored_first_touch(ctx.db, _visit_dims((), tuple(visit_filters)), bots)
-            segment = f"sid IN (SELECT s_id FROM ({sessions}) WHERE {chosen})"
+            segment = f"sid IN {b.segment(f'SELECT s_id FROM ({sessions}) WHERE {chosen}')}"
         else:
             sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])]))
         b.visit_mode = "join"
         filter_sql = [b.condition(f) for f in where_filters if _scope(f) != "visit"]
-        filter_sql.append(f"if({NO_SESSION}, {own}, {SESSION_KEY} IN (SELECT s_id FROM ({sessions}) WHERE {chosen}))")
+        chosen_sessions = b.segment(f"SELECT s_id FROM ({sessions}) WHERE {chosen}")
+        filter_sql.append(f"if({NO_SESSION}, {own}, {SESSION_KEY} IN {chosen_sessions})")
     else:
         filter_sql = [b.condition(f) for f in where_filters]
     if any(m.session_stats for m in defs):
@@ -328,7 +340,7 @@ def _session_plan(
         # states), then the shown dimensions' states for those sessions alone: merging a
         # state per session and dimension is the costly part, and a segment keeps a few.
         matching = _stored_sessions(b.ctx.db, _visit_dims((), filters))
-        within = f"sid IN (SELECT _k FROM ({matching}) WHERE {' AND '.join(conditions)})"
+        within = f"sid IN {b.segment('SELECT _k FROM (' + matching + ') WHERE ' + ' AND '.join(conditions))}"
         visit_dims, conditions = shown, []
     if bucket is not None:  # _stored_buckets said yes
         granularity = b.period.granularity if bucket == "time" else bucket.split(":", 1)[1]
@@ -493,6 +505,10 @@ def _finish(
         sql, source = sql.replace("$PAGE_TTFB", page_ttfb), source.replace("$PAGE_TTFB", page_ttfb)
     if "$GOAL_ANY" in sql or "{g" in sql:
         params.update(ctx.goals.params)
+    for i, subquery in enumerate(b.segments):
+        token = f"$SEG{i}$"
+        text = f"({subquery})" if ctx.segments is None else ctx.segments.name(subquery, params)
+        sql, source, where = sql.replace(token, text), source.replace(token, text), where.replace(token, text)
     fill = {"$APDEX": "{apdex_t:Float64}", "$GOAL_ANY": ctx.goals.any()}
     for token, text in fill.items():
         source, where = source.replace(token, text), where.replace(token, text)

@@ -1,6 +1,8 @@
 """The query API's aiohttp handlers, mounted on the admin app by :func:`add_routes`.
 
 - ``POST /api/v2/query`` — Plausible-style Stats API v2 subset (README "Query API");
+- ``POST /api/v2/batch`` — several queries at once, answered as NDJSON lines, each
+  segment computed once for the batch (:mod:`collectors.query.segments`);
 - ``POST /api/v2/funnel`` — a configured funnel's steps: visitors, drop-off, conversion;
 - ``GET /api/v2/realtime?site_id=`` — visitors and pageviews in the last 5 minutes;
 - ``GET /api/v2/sites`` — configured and recently seen sites with their time zones.
@@ -18,6 +20,7 @@ SRE sees which panel or script asks the store for too much.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import weakref
@@ -29,7 +32,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram
 
 from collectors.analytics.engine import Engine
-from collectors.query import run
+from collectors.query import run, segments
 from collectors.query.compile import Context
 from collectors.query.goals import Goals
 from collectors.query.parse import QueryError, parse
@@ -39,7 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SLOW_QUERY_SECONDS = 2.0  # an answer slower than this is logged with its question (WARNING)
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-Handler = Callable[[web.Request], Awaitable[web.Response]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DURATIONS: weakref.WeakKeyDictionary[CollectorRegistry, Histogram] = weakref.WeakKeyDictionary()
 
 
@@ -75,6 +78,25 @@ class StoreLike(Protocol):
 StoreGetter = Callable[[], StoreLike | None]
 
 
+NO_STORE = "the analytics store is not open in this process"
+MAX_BATCH = 40  # queries per batch request
+
+
+async def _settle(fn: Callable[[StoreLike], Any], store: StoreLike) -> tuple[int, Any]:
+    """``fn(store)``'s answer and its status: 200, a bad query's 400, the store's memory
+    cap's 503, or a logged failure's 500 (no details to the client)."""
+    try:
+        return 200, await fn(store)
+    except QueryError as exc:
+        return 400, {"error": str(exc)}
+    except Exception as exc:
+        if "MEMORY_LIMIT_EXCEEDED" in str(exc):  # the store's documented cap, not a bug
+            log.warning("query over the store's memory cap: %s", str(exc).splitlines()[0][:200])
+            return 503, {"error": "the query needs more memory than the store's cap allows; narrow it"}
+        log.exception("query failed")
+        return 500, {"error": "query failed; see the server log"}
+
+
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
@@ -94,16 +116,17 @@ class QueryApi:
         self.hosts = tuple(hosts)
         self.duration = _duration(CollectorRegistry() if registry is None else registry)
 
-    def timed(self, endpoint: str, handler: Handler) -> Handler:
-        """``handler``, timed into :attr:`duration`; a slow answer is logged with its question."""
+    def timed(self, endpoint: str, handler: Handler, log_slow: bool = True) -> Handler:
+        """``handler``, timed into :attr:`duration`; a slow answer is logged with its question
+        (a batch logs its slow questions itself, one by one)."""
         histogram = self.duration
 
-        async def answer(request: web.Request) -> web.Response:
+        async def answer(request: web.Request) -> web.StreamResponse:
             t0 = time.perf_counter()
             response = await handler(request)
             elapsed = time.perf_counter() - t0
             histogram.labels(endpoint, _outcome(response.status)).observe(elapsed)
-            if elapsed >= SLOW_QUERY_SECONDS:
+            if log_slow and elapsed >= SLOW_QUERY_SECONDS:
                 body = await request.read() if request.body_exists else b""  # read before: cached
                 asked = body.decode(errors="replace") or request.query_string
                 log.warning("slow %s answer: %.2f s (status %d) for %s", endpoint, elapsed, response.status,
@@ -125,17 +148,9 @@ class QueryApi:
     async def _answer(self, fn: Callable[[StoreLike], Any]) -> web.Response:
         store = self.store()
         if store is None:
-            return _error("the analytics store is not open in this process", 503)
-        try:
-            return _json(await fn(store))
-        except QueryError as exc:
-            return _error(str(exc))
-        except Exception as exc:
-            if "MEMORY_LIMIT_EXCEEDED" in str(exc):  # the store's documented cap, not a bug
-                log.warning("query over the store's memory cap: %s", str(exc).splitlines()[0][:200])
-                return _error("the query needs more memory than the store's cap allows; narrow it", 503)
-            log.exception("query failed")
-            return _error("query failed; see the server log", 500)
+            return _error(NO_STORE, 503)
+        status, body = await _settle(fn, store)
+        return _json(body, status)
 
     async def query(self, request: web.Request) -> web.Response:
         try:
@@ -147,6 +162,50 @@ class QueryApi:
         return await self._answer(
             lambda store: store.run(run.execute, store.engine, query, self.context(query.site, store), echo)
         )
+
+    async def batch(self, request: web.Request) -> web.StreamResponse:
+        """Several queries in one request, answered one by one as NDJSON lines
+        (``{"index", "status", "body"}``, in order, each as ``/query`` would answer it),
+        with each segment computed once for the batch (collectors/query/segments.py)."""
+        try:
+            body = await self._body(request)
+            queries = body.get("queries") if isinstance(body, dict) else None
+            if not isinstance(queries, list) or not 1 <= len(queries) <= MAX_BATCH:
+                raise QueryError("queries", f"must be a list of 1 to {MAX_BATCH} queries")
+        except QueryError as exc:
+            return _error(str(exc))
+        store = self.store()
+        if store is None:
+            return _error(NO_STORE, 503)
+        sets = segments.SegmentSets() if segments.supported(store.engine) else None
+        engine = store.engine if sets is None else segments.SegmentEngine(store.engine, sets)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        try:
+            for i, item in enumerate(queries):
+                t0 = time.perf_counter()
+                status, answer = await self._one(store, engine, sets, item)
+                elapsed = time.perf_counter() - t0
+                self.duration.labels("query", _outcome(status)).observe(elapsed)  # each question, as /query
+                if elapsed >= SLOW_QUERY_SECONDS:
+                    log.warning("slow query answer in a batch: %.2f s (status %d) for %s", elapsed, status,
+                                orjson.dumps(item).decode(errors="replace")[:1000])  # fmt: skip
+                await response.write(orjson.dumps({"index": i, "status": status, "body": answer}) + b"\n")
+        finally:
+            if sets is not None:
+                await store.run(sets.drop, store.engine)
+        await response.write_eof()
+        return response
+
+    async def _one(self, store: StoreLike, engine: Engine, sets: Any, body: Any) -> tuple[int, Any]:
+        try:
+            query = parse(body, self.settings)
+        except QueryError as exc:
+            return 400, {"error": str(exc)}
+        echo = {k: body[k] for k in ("filters", "order_by", "include") if k in body}
+        ctx = dataclasses.replace(self.context(query.site, store), segments=sets)
+        return await _settle(lambda s: s.run(run.execute, engine, query, ctx, echo), store)
+
 
     async def funnel(self, request: web.Request) -> web.Response:
         try:
@@ -202,6 +261,7 @@ def add_routes(
     ``registry``: where the answers' timing goes (the process's ``/metrics``)."""
     api = QueryApi(store, settings, hosts, registry)
     app.router.add_post("/api/v2/query", api.timed("query", api.query))
+    app.router.add_post("/api/v2/batch", api.timed("batch", api.batch, log_slow=False))
     app.router.add_post("/api/v2/funnel", api.timed("funnel", api.funnel))
     app.router.add_get("/api/v2/realtime", api.timed("realtime", api.realtime))
     app.router.add_get("/api/v2/sites", api.timed("sites", api.sites))

@@ -96,7 +96,11 @@ async def _serve(token: str) -> tuple[web.AppRunner, str]:
     async def other(request: web.Request) -> web.Response:
         return web.json_response({"site": request.query.get("site_id")})
 
+    async def batch(request: web.Request) -> web.Response:
+        return web.json_response({"sites": [q["site_id"] for q in (await request.json())["queries"]]})
+
     app.router.add_post("/api/v2/query", query)
+    app.router.add_post("/api/v2/batch", batch)
     app.router.add_get("/api/v2/realtime", other)
     app.router.add_get("/api/v2/export", other)
     app.router.add_get("/dashboard", dashboard)
@@ -225,6 +229,15 @@ async def test_a_share_link_opens_one_sites_dashboard_and_nothing_else(guarded: 
         async with guest.post(f"{guarded}/api/v2/query", json={"site_id": "b.example"}) as resp:
             assert resp.status == 401
         async with guest.post(f"{guarded}/api/v2/query", data=b"not json") as resp:
+            assert resp.status == 401
+        # the dashboard's batch: every query of it about the shared site, or none at all
+        both = [{"site_id": "a.example"}, {"site_id": "a.example"}]
+        async with guest.post(f"{guarded}/api/v2/batch", json={"queries": both}) as resp:
+            assert resp.status == 200 and (await resp.json())["sites"] == ["a.example", "a.example"]
+        for sneaky in ([{"site_id": "a.example"}, {"site_id": "b.example"}], [{"site_id": "a.example"}, 1], "x"):
+            async with guest.post(f"{guarded}/api/v2/batch", json={"queries": sneaky}) as resp:
+                assert resp.status == 401, sneaky
+        async with guest.post(f"{guarded}/api/v2/batch", data=b"not json") as resp:
             assert resp.status == 401
         async with guest.get(f"{guarded}/api/v2/realtime?site_id=a.example") as resp:
             assert resp.status == 200

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 
@@ -204,3 +205,88 @@ async def test_no_store_is_timed_as_unavailable() -> None:
     value = registry.get_sample_value("footfall_query_duration_seconds_count",
                                       {"endpoint": "sites", "outcome": "unavailable"})  # fmt: skip
     assert value == 1
+
+
+SEGMENT = [["is", "visit:channel", ["Organic Search", "Direct"]], ["is_not", "visit:device", ["tablet"]]]
+
+
+async def _batch(api: Api, body: Any) -> tuple[int, list[dict[str, Any]] | Any]:
+    async with api.session.post(api.base + "/api/v2/batch", json=body) as r:
+        if r.status != 200:
+            return r.status, await r.json()
+        assert r.headers["Content-Type"].startswith("application/x-ndjson")
+        return r.status, [orjson.loads(line) for line in (await r.read()).splitlines() if line]
+
+
+async def test_a_batch_answers_each_query_as_query_would(api: Api, store: TestStore) -> None:
+    base = {"site_id": population.SITE, "date_range": RANGE, "filters": SEGMENT}
+    queries = [
+        {**base, "metrics": ["visitors", "visits", "bounce_rate"], "dimensions": ["visit:source"]},
+        {**base, "metrics": ["visitors", "requests", "latency_p75"],
+         "include": {"comparisons": {"mode": "previous_period"}}},
+        {**base, "metrics": ["nope"]},
+        {**base, "metrics": ["pageviews", "visitors"], "dimensions": ["event:page"],
+         "order_by": [["pageviews", "desc"]]},
+        {**base, "metrics": ["visitors", "visit_duration"], "dimensions": ["time:day"]},
+        {"site_id": population.SITE, "date_range": RANGE, "metrics": ["visitors"], "dimensions": ["visit:device"]},
+    ]  # fmt: skip
+    status, lines = await _batch(api, {"queries": queries})
+    assert status == 200
+    assert [line["index"] for line in lines] == list(range(len(queries)))
+    for line, query in zip(lines, queries, strict=True):
+        alone = await api.post("/api/v2/query", query)
+        assert (line["status"], line["body"]) == alone, query
+    assert [line["status"] for line in lines] == [200, 200, 400, 200, 200, 200]
+    assert lines[0]["body"]["results"] and lines[1]["body"]["results"][0]["comparison"]
+    # the batch's temporary tables are gone with it
+    left = store.engine.query("SELECT count() FROM system.tables WHERE is_temporary AND name LIKE '_ff_segment_%'")
+    assert left == [(0,)]
+
+
+async def test_a_batch_computes_each_segment_once(
+    api: Api, store: TestStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collectors.query import segments
+
+    made: list[str] = []
+    ensure = segments.SegmentSets.ensure
+
+    def counting(self: segments.SegmentSets, engine: Any, sql: str) -> None:
+        before = set(self.made)
+        ensure(self, engine, sql)
+        made.extend(self.made - before)
+
+    monkeypatch.setattr(segments.SegmentSets, "ensure", counting)
+    base = {"site_id": population.SITE, "date_range": RANGE, "filters": SEGMENT}
+    queries = [{**base, "metrics": ["visitors", "requests"]},
+               {**base, "metrics": ["pageviews"], "dimensions": ["event:page"]},
+               {**base, "metrics": ["visitors"], "dimensions": ["visit:country"]},
+               {**base, "metrics": ["requests", "latency_p75"], "dimensions": ["visit:utm_campaign"]}]  # fmt: skip
+    status, lines = await _batch(api, {"queries": queries})
+    assert status == 200 and all(line["status"] == 200 for line in lines), lines
+    # one segment in one period: filled once per form the plans ask it in (a set of sessions
+    # for event questions; sessions and sessionless visits for visit questions), not once
+    # per question, each of which would merge the sessions' first touch again inline
+    assert len(made) == len(set(made)) == 2, made
+    alone = [await api.post("/api/v2/query", q) for q in queries]
+    assert [(line["status"], line["body"]) for line in lines] == alone
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"{not json", 400), ({"queries": "x"}, 400), ({"queries": []}, 400), ({"queries": [{}] * 41}, 400), ([1], 400)],
+)
+async def test_a_bad_batch_is_a_400_naming_queries(api: Api, body: Any, status: int) -> None:
+    if isinstance(body, bytes):
+        async with api.session.post(api.base + "/api/v2/batch", data=body) as r:
+            got, answer = r.status, await r.json()
+    else:
+        got, answer = await _batch(api, body)
+    assert got == status
+    assert answer["error"].startswith("queries: must be") or answer["error"].startswith("query: not valid JSON")
+
+
+async def test_a_batch_without_a_store_is_503() -> None:
+    async for api in _serve(lambda: None):
+        status, answer = await _batch(api, {"queries": [{"site_id": "x", "metrics": ["visitors"]}]})
+        assert status == 503 and "not open" in answer["error"]
