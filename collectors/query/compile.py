@@ -231,15 +231,21 @@ def compile_query(
         own = " AND ".join(b.condition(f) for f in visit_filters)
         b.visit_mode = "alias"
         chosen = " AND ".join(b.condition(f) for f in visit_filters)
-        if stored:
+        if stored and bots and ctx.segments is not None:
+            # in a batch, the visit-only plan's form of the segment (its sessionless visits
+            # too, never matched here: those events take ``own``), so that one table serves
+            # both plans; alone, the narrower form below is up to ~20 % faster for a join
+            matching = _stored_sessions(ctx.db, _visit_dims((), tuple(visit_filters)))
+            segment = f"sid IN {b.segment(f'SELECT _k FROM ({matching}) WHERE {chosen}')}"
+        elif stored:
             sessions = _stored_first_touch(ctx.db, _visit_dims((), tuple(visit_filters)), bots)
             segment = f"sid IN {b.segment(f'SELECT s_id FROM ({sessions}) WHERE {chosen}')}"
         else:
             sessions = _sessions_sql(ctx, visit_dims, " AND ".join([*base, HAS_SESSION, *([bots] if bots else [])]))
         b.visit_mode = "join"
         filter_sql = [b.condition(f) for f in where_filters if _scope(f) != "visit"]
-        chosen_sessions = b.segment(f"SELECT s_id FROM ({sessions}) WHERE {chosen}")
-        filter_sql.append(f"if({NO_SESSION}, {own}, {SESSION_KEY} IN {chosen_sessions})")
+        in_segment = segment or f"{SESSION_KEY} IN {b.segment(f'SELECT s_id FROM ({sessions}) WHERE {chosen}')}"
+        filter_sql.append(f"if({NO_SESSION}, {own}, {in_segment})")
     else:
         filter_sql = [b.condition(f) for f in where_filters]
     if any(m.session_stats for m in defs):

@@ -27,6 +27,7 @@ import orjson
 from collectors.analytics.engine import ChdbEngine, Engine
 
 _PARAM = re.compile(r"\{(\w+):")
+_FILTER = re.compile(r"\{(f\d+):")  # a filter value's parameter (compile._Builder.bind)
 MAX_SEGMENTS = 16  # per batch; past it, a segment stays inline (a batch has a handful)
 
 
@@ -45,12 +46,18 @@ class SegmentSets:
     def name(self, subquery: str, params: Mapping[str, Any]) -> str:
         """The table for ``subquery`` with these parameter values (the subquery inline,
         in parentheses, past :data:`MAX_SEGMENTS`)."""
-        used = {k: params[k] for k in sorted(set(_PARAM.findall(subquery))) if k in params}
-        key = subquery.encode() + orjson.dumps({k: _plain(v) for k, v in used.items()}, option=orjson.OPT_SORT_KEYS)
+        # Filter values are numbered in the order a question binds them (f0, f1, …): the
+        # same segment in two questions may carry other numbers. Renumbered in order of
+        # appearance, the same segment reads the same and shares its table.
+        order = list(dict.fromkeys(_FILTER.findall(subquery)))
+        canonical = {old: f"s{i}" for i, old in enumerate(order)}
+        text = _FILTER.sub(lambda m: "{" + canonical[m[1]] + ":", subquery)
+        used = {canonical.get(k, k): params[k] for k in {*order, *_PARAM.findall(subquery)} if k in params}
+        key = text.encode() + orjson.dumps({k: _plain(v) for k, v in used.items()}, option=orjson.OPT_SORT_KEYS)
         name = f"_ff_segment_{self._batch}_{hashlib.sha1(key).hexdigest()[:16]}"
         if name not in self.wanted and len(self.wanted) >= MAX_SEGMENTS:
             return f"({subquery})"
-        self.wanted[name] = (subquery, used)
+        self.wanted[name] = (text, used)
         return name
 
     def ensure(self, engine: Engine, sql: str) -> None:
