@@ -80,18 +80,13 @@ async def share_allows(request: web.Request, site: str) -> bool:
         return True
     if request.method == "GET" and request.path == "/api/v2/realtime":
         return request.query.get("site_id") == site
-    if request.method == "POST" and request.path in SHARE_QUERIES and same_origin(request):
+    batch = request.path == SHARE_BATCH
+    if request.method == "POST" and (batch or request.path in SHARE_QUERIES) and same_origin(request):
         try:
             body = json.loads(await request.read())  # aiohttp keeps the bytes for the handler
         except ValueError:
             return False
-        return isinstance(body, dict) and body.get("site_id") == site
-    if request.method == "POST" and request.path == SHARE_BATCH and same_origin(request):
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return False
-        queries = body.get("queries") if isinstance(body, dict) else None
+        queries = body.get("queries") if batch and isinstance(body, dict) else [body]
         return isinstance(queries, list) and all(isinstance(q, dict) and q.get("site_id") == site for q in queries)
     return False
 

@@ -97,6 +97,11 @@ async def _settle(fn: Callable[[StoreLike], Any], store: StoreLike) -> tuple[int
         return 500, {"error": "query failed; see the server log"}
 
 
+def _echo(body: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a question the answer's ``query`` repeats as they were asked."""
+    return {k: body[k] for k in ("filters", "order_by", "include") if k in body}
+
+
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
@@ -119,21 +124,25 @@ class QueryApi:
     def timed(self, endpoint: str, handler: Handler, log_slow: bool = True) -> Handler:
         """``handler``, timed into :attr:`duration`; a slow answer is logged with its question
         (a batch logs its slow questions itself, one by one)."""
-        histogram = self.duration
 
         async def answer(request: web.Request) -> web.StreamResponse:
             t0 = time.perf_counter()
             response = await handler(request)
             elapsed = time.perf_counter() - t0
-            histogram.labels(endpoint, _outcome(response.status)).observe(elapsed)
-            if log_slow and elapsed >= SLOW_QUERY_SECONDS:
-                body = await request.read() if request.body_exists else b""  # read before: cached
-                asked = body.decode(errors="replace") or request.query_string
-                log.warning("slow %s answer: %.2f s (status %d) for %s", endpoint, elapsed, response.status,
-                            asked[:1000])  # fmt: skip
+            asked = b""
+            if log_slow and elapsed >= SLOW_QUERY_SECONDS:  # the body was read before: cached
+                asked = (await request.read() if request.body_exists else b"") or request.query_string.encode()
+            self._observe(endpoint, response.status, elapsed, asked)
             return response
 
         return answer
+
+    def _observe(self, endpoint: str, status: int, elapsed: float, asked: bytes = b"") -> None:
+        """One answer into :attr:`duration`; with ``asked`` (the question), a slow one is logged."""
+        self.duration.labels(endpoint, _outcome(status)).observe(elapsed)
+        if asked and elapsed >= SLOW_QUERY_SECONDS:
+            log.warning("slow %s answer: %.2f s (status %d) for %s", endpoint, elapsed, status,
+                        asked.decode(errors="replace")[:1000])  # fmt: skip
 
     def context(self, site: str, store: StoreLike) -> Context:
         apdex = self.settings.site(site).apdex_threshold_ms or self.settings.apdex_threshold_ms
@@ -158,7 +167,7 @@ class QueryApi:
             query = parse(body, self.settings)
         except QueryError as exc:
             return _error(str(exc))
-        echo = {k: body[k] for k in ("filters", "order_by", "include") if k in body}
+        echo = _echo(body)
         return await self._answer(
             lambda store: store.run(run.execute, store.engine, query, self.context(query.site, store), echo)
         )
@@ -185,11 +194,7 @@ class QueryApi:
             for i, item in enumerate(queries):
                 t0 = time.perf_counter()
                 status, answer = await self._one(store, engine, sets, item)
-                elapsed = time.perf_counter() - t0
-                self.duration.labels("query", _outcome(status)).observe(elapsed)  # each question, as /query
-                if elapsed >= SLOW_QUERY_SECONDS:
-                    log.warning("slow query answer in a batch: %.2f s (status %d) for %s", elapsed, status,
-                                orjson.dumps(item).decode(errors="replace")[:1000])  # fmt: skip
+                self._observe("query", status, time.perf_counter() - t0, orjson.dumps(item))  # each, as /query
                 await response.write(orjson.dumps({"index": i, "status": status, "body": answer}) + b"\n")
         finally:
             if sets is not None:
@@ -202,10 +207,9 @@ class QueryApi:
             query = parse(body, self.settings)
         except QueryError as exc:
             return 400, {"error": str(exc)}
-        echo = {k: body[k] for k in ("filters", "order_by", "include") if k in body}
+        echo = _echo(body)
         ctx = dataclasses.replace(self.context(query.site, store), segments=sets)
         return await _settle(lambda s: s.run(run.execute, engine, query, ctx, echo), store)
-
 
     async def funnel(self, request: web.Request) -> web.Response:
         try:
@@ -256,7 +260,7 @@ class QueryApi:
 def add_routes(
     app: web.Application, store: StoreGetter, settings: CollectorSettings, hosts: Iterable[str] = (),
     registry: CollectorRegistry | None = None,
-) -> QueryApi:
+) -> QueryApi:  # fmt: skip
     """Mount the ``/api/v2/*`` handlers; ``hosts``: upstream hosts to list in ``/sites``;
     ``registry``: where the answers' timing goes (the process's ``/metrics``)."""
     api = QueryApi(store, settings, hosts, registry)

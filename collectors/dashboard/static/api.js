@@ -8,13 +8,17 @@ export class ApiError extends Error {
   }
 }
 
+/** A 401 sends the browser to the login page (and back here after). */
+function signInIfAsked(response) {
+  if (response.status !== 401) return;
+  const next = location.pathname + location.search;
+  location.assign(`/login?next=${encodeURIComponent(next)}`);
+  throw new ApiError(401, "sign in required");
+}
+
 async function request(path, init) {
   const response = await fetch(path, { credentials: "same-origin", ...init });
-  if (response.status === 401) {
-    const next = location.pathname + location.search;
-    location.assign(`/login?next=${encodeURIComponent(next)}`);
-    throw new ApiError(401, "sign in required");
-  }
+  signInIfAsked(response);
   let body = null;
   try {
     body = await response.json();
@@ -72,11 +76,7 @@ async function batch(asked) {
       headers: { "Content-Type": "application/json", Accept: "application/x-ndjson" },
       body: JSON.stringify({ queries: asked.map((a) => a.body) }),
     });
-    if (response.status === 401) {
-      const next = location.pathname + location.search;
-      location.assign(`/login?next=${encodeURIComponent(next)}`);
-      throw new ApiError(401, "sign in required");
-    }
+    signInIfAsked(response);
     if (!response.ok) {
       let error = null;
       try { error = (await response.json()).error; } catch { error = null; }
